@@ -13,6 +13,8 @@ from typing import Iterable, Iterator, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from .errors import FrameError
+
 
 @runtime_checkable
 class FrameSource(Protocol):
@@ -55,3 +57,312 @@ class TensorFrames:
                     f"{self.first_index + len(self._frames) - 1})"
                 )
             yield i, self._frames[j]
+
+
+# --------------------------------------------------------------------------------------
+# Frames from disk: video files (decoded as a stream) and folders of images.
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+
+# Backward (descending) requests are served in blocks: seek to the block's start,
+# decode it forward, hand it out reversed. A block holds at most this many frames
+# and at most _BLOCK_BYTES of decoded RGB, so memory stays bounded at any resolution.
+_MAX_BLOCK = 32
+_BLOCK_BYTES = 256 * 1024 * 1024
+
+
+def open_frames(path, block_size: int | None = None) -> FrameSource:
+    """Open a video file or a folder of frames as a streaming `FrameSource`.
+
+    Video files (.mp4 .mov .mkv .avi .webm) are decoded with PyAV one frame at a
+    time; a folder holds .jpg/.jpeg/.png/.webp frames ordered by the number in
+    their names. `block_size` caps how many frames a backward read keeps decoded
+    at once (default: up to 32, fewer for very large frames).
+    Raises `FrameError` with a message naming the problem and the fix.
+    """
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FrameError(
+            f"{str(path)!r} does not exist: give a video file "
+            f"({' '.join(VIDEO_EXTENSIONS)}) or a folder of frames ({' '.join(IMAGE_EXTENSIONS)})"
+        )
+    if p.is_dir():
+        return ImageFolderFrames(p)
+    if p.suffix.lower() in VIDEO_EXTENSIONS:
+        return VideoFrames(p, block_size=block_size)
+    if p.suffix.lower() in IMAGE_EXTENSIONS:
+        raise FrameError(
+            f"{str(path)!r} is a single image: put the frames of the shot in a folder "
+            f"and give the folder"
+        )
+    raise FrameError(
+        f"{str(path)!r} has an unsupported extension {p.suffix or '(none)'!r}: give a video file "
+        f"({' '.join(VIDEO_EXTENSIONS)}) or a folder of frames ({' '.join(IMAGE_EXTENSIONS)})"
+    )
+
+
+def _runs(indices: list[int]) -> Iterator[tuple[int, int, int]]:
+    """Split indices into maximal runs of step +1 or -1: (first, last, step)."""
+    n = len(indices)
+    i = 0
+    while i < n:
+        j = i
+        if i + 1 < n and indices[i + 1] - indices[i] in (1, -1):
+            step = indices[i + 1] - indices[i]
+            while j + 1 < n and indices[j + 1] - indices[j] == step:
+                j += 1
+        else:
+            step = 1
+        yield indices[i], indices[j], step
+        i = j + 1
+
+
+class VideoFrames:
+    """A video file decoded with PyAV as a stream (RGB uint8 [H, W, 3] frames).
+
+    Ascending requests are one sequential decode. Descending requests are decoded
+    in blocks of at most `block_size` frames: seek to the block's start, decode it
+    forward, yield it reversed. Frame i is the i-th frame in presentation order.
+    """
+
+    def __init__(self, path, block_size: int | None = None):
+        import av
+
+        self.path = path
+        self.first_index = 0
+        self._pts: list[int] | None = None  # presentation timestamps by frame index (lazy)
+        try:
+            with av.open(str(path)) as container:
+                if not container.streams.video:
+                    raise FrameError(f"{str(path)!r} has no video stream: give a video file with picture")
+                stream = container.streams.video[0]
+                self.width = int(stream.codec_context.width)
+                self.height = int(stream.codec_context.height)
+                count = int(stream.frames or 0)
+                if count <= 0:  # the container does not say: count the packets (no decoding)
+                    pts = self._demux_pts(container, stream)
+                    count = len(pts)
+                    self._pts = pts
+                rate = stream.average_rate or stream.guessed_rate
+                self.fps = float(rate) if rate else 0.0
+                self.codec = stream.codec_context.name
+        except FrameError:
+            raise
+        except Exception as e:  # PyAV raises its own error types for broken files
+            raise FrameError(
+                f"cannot read video {str(path)!r} ({_av_message(e)}): the file is corrupt, truncated or "
+                f"not a video; re-export it (e.g. H.264 .mp4) or give a folder of frames"
+            ) from None
+        if self.width <= 0 or self.height <= 0 or count <= 0:
+            raise FrameError(f"video {str(path)!r} has no frames: re-export it or give a folder of frames")
+        self._count = count
+        if block_size is None:
+            per_frame = max(1, self.width * self.height * 3)
+            block_size = max(1, min(_MAX_BLOCK, _BLOCK_BYTES // per_frame))
+        self.block_size = max(1, int(block_size))
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __repr__(self) -> str:
+        return f"VideoFrames({str(self.path)!r}, {self.width}x{self.height}, {self._count} frames)"
+
+    # -- decoding ------------------------------------------------------------------
+
+    @staticmethod
+    def _demux_pts(container, stream) -> list:
+        pts = []
+        for packet in container.demux(stream):
+            if packet.size == 0:  # flush packet at the end
+                continue
+            pts.append(packet.pts if packet.pts is not None else packet.dts)
+        if any(p is None for p in pts):
+            return [None] * len(pts)
+        return sorted(pts)
+
+    def _timestamps(self) -> list:
+        if self._pts is None:
+            import av
+
+            with av.open(str(self.path)) as container:
+                self._pts = self._demux_pts(container, container.streams.video[0])
+        return self._pts
+
+    def _open(self):
+        import av
+
+        container = av.open(str(self.path))
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        return container, stream
+
+    def _decode_range(self, a: int, b: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (index, frame) for a <= index <= b in ascending order."""
+        try:
+            yield from self._decode_range_inner(a, b)
+        except FrameError:
+            raise
+        except Exception as e:
+            import av
+
+            if isinstance(e, getattr(av, "FFmpegError", ())) or type(e).__module__.startswith("av"):
+                raise FrameError(
+                    f"cannot decode video {str(self.path)!r} near frame {a} ({_av_message(e)}): "
+                    f"the file is corrupt or truncated; re-export it or give a folder of frames"
+                ) from None
+            raise
+
+    def _decode_range_inner(self, a, b):
+        start_pts = None
+        if a > 0:
+            pts = self._timestamps()
+            if len(pts) == self._count and pts[a] is not None:
+                start_pts = pts[a]
+        container, stream = self._open()
+        try:
+            index_of = None
+            if start_pts is not None:
+                container.seek(start_pts, stream=stream, backward=True, any_frame=False)
+                index_of = {p: i for i, p in enumerate(self._pts)}
+            idx = -1
+            first = True
+            for frame in container.decode(stream):
+                if index_of is not None:
+                    i = index_of.get(frame.pts)
+                    if i is None or (first and i > a):
+                        # the seek landed past the target or timestamps do not match the
+                        # demuxed ones: decode from the start, counting frames instead
+                        container.close()
+                        yield from self._decode_counting(a, b)
+                        return
+                    idx = i
+                else:
+                    idx += 1
+                first = False
+                if idx < a:
+                    continue
+                if idx > b:
+                    return
+                yield idx, frame.to_ndarray(format="rgb24")
+                if idx == b:
+                    return
+            if idx < b:
+                raise FrameError(
+                    f"video {str(self.path)!r} ended after {idx + 1} frames but {self._count} were "
+                    f"expected (frame {b} asked for): the file may be truncated; re-export it"
+                )
+        finally:
+            container.close()
+
+    def _decode_counting(self, a, b):
+        container, stream = self._open()
+        try:
+            idx = -1
+            for idx, frame in enumerate(container.decode(stream)):
+                if idx < a:
+                    continue
+                yield idx, frame.to_ndarray(format="rgb24")
+                if idx >= b:
+                    return
+            raise FrameError(
+                f"video {str(self.path)!r} ended after {idx + 1} frames but {self._count} were "
+                f"expected (frame {b} asked for): the file may be truncated; re-export it"
+            )
+        finally:
+            container.close()
+
+    def frames(self, indices):
+        indices = [int(i) for i in indices]
+        for i in indices:
+            if not 0 <= i < self._count:
+                raise IndexError(f"frame {i} is outside this video (frames 0..{self._count - 1})")
+        for first, last, step in _runs(indices):
+            if step == 1:
+                yield from self._decode_range(first, last)
+                continue
+            # descending: blocks from the top, each decoded forward and yielded reversed
+            top = first
+            while top >= last:
+                low = max(last, top - self.block_size + 1)
+                block = list(self._decode_range(low, top))
+                for i, frame in reversed(block):
+                    yield i, frame
+                del block
+                top = low - 1
+
+
+def _av_message(e: Exception) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0][:200]
+
+
+def _natural_key(name: str):
+    import re
+
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower())
+            for part in re.split(r"(\d+)", name) if part != ""]
+
+
+class ImageFolderFrames:
+    """A folder of frame images (.jpg .jpeg .png .webp), ordered by the numbers in
+    their names (frame2 before frame10). All frames must share one size."""
+
+    def __init__(self, folder):
+        from PIL import Image
+
+        self.path = folder
+        self.first_index = 0
+        files = [f for f in folder.iterdir()
+                 if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_EXTENSIONS]
+        if not files:
+            raise FrameError(
+                f"no frames in folder {str(folder)!r}: it must hold images named with their frame "
+                f"number ({' '.join(IMAGE_EXTENSIONS)})"
+            )
+        files.sort(key=lambda f: _natural_key(f.name))
+        self.files = files
+        expected = None
+        for f in files:
+            try:
+                with Image.open(f) as im:
+                    size = im.size
+            except Exception as e:
+                raise FrameError(f"cannot read frame {str(f)!r} ({_av_message(e)}): replace or remove it") from None
+            if expected is None:
+                expected = size
+            elif size != expected:
+                raise FrameError(
+                    f"frame {str(f)!r} is {size[0]}x{size[1]} but the frames before it are "
+                    f"{expected[0]}x{expected[1]}: every frame of a shot must have the same size"
+                )
+        self.width, self.height = int(expected[0]), int(expected[1])
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __repr__(self) -> str:
+        return f"ImageFolderFrames({str(self.path)!r}, {self.width}x{self.height}, {len(self.files)} frames)"
+
+    def _read(self, f) -> np.ndarray:
+        from PIL import Image
+
+        try:
+            with Image.open(f) as im:
+                if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                    a = np.asarray(im, dtype=np.float64)
+                    top = 65535.0 if a.max() > 255 else 255.0
+                    g = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+                    return np.ascontiguousarray(np.repeat(g[..., None], 3, axis=2))
+                return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+        except Exception as e:
+            raise FrameError(f"cannot read frame {str(f)!r} ({_av_message(e)}): replace or remove it") from None
+
+    def frames(self, indices):
+        n = len(self.files)
+        for i in indices:
+            if not 0 <= i < n:
+                raise IndexError(f"frame {i} is outside this folder (frames 0..{n - 1})")
+            yield i, self._read(self.files[i])

@@ -1,0 +1,8 @@
+"""`python -m sam2long ...` runs the command line (see sam2long/cli.py)."""
+
+import sys
+
+from sam2long.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install sam2long, its dependencies and the test runner into the current Python
+# environment (an activated venv, or the Python named by $PYTHON - e.g. ComfyUI's).
+#
+# - PyTorch: an installed torch is kept. Install the build for your platform first
+#   (https://pytorch.org/get-started/locally/). With no torch at all this installs
+#   ${SAM2LONG_TORCH:-torch==2.13.0} from your pip index.
+# - SAM 2 (PyPI `sam2`) is installed with --no-deps and without its optional CUDA
+#   extension, so it does not pull torchvision (unused here) or a second torch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then
+    if command -v python >/dev/null 2>&1; then PY=python; else PY=python3; fi
+fi
+pip_install() { "$PY" -m pip install --disable-pip-version-check "$@"; }
+
+echo "== sam2long install into $("$PY" -c 'import sys; print(sys.prefix)')"
+if "$PY" -c "import torch" >/dev/null 2>&1; then
+    echo "== keeping the installed torch $("$PY" -c 'import torch; print(torch.__version__)')"
+else
+    echo "== no torch found: installing ${SAM2LONG_TORCH:-torch==2.13.0}"
+    pip_install "${SAM2LONG_TORCH:-torch==2.13.0}"
+fi
+
+# Build tools, so that sam2's source package builds against the torch above
+# instead of fetching another one into an isolated build environment.
+pip_install "setuptools>=64" wheel
+SAM2_BUILD_CUDA=0 pip_install --no-deps --no-build-isolation "sam2>=1.1.0"
+
+# Everything else in requirements.txt (torch and sam2 are handled above), pytest.
+reqs="$(mktemp)"
+trap 'rm -f "$reqs"' EXIT
+grep -v -E '^[[:space:]]*(torch|sam2)([<>=!~ ;]|$)' requirements.txt > "$reqs"
+pip_install -r "$reqs" "pytest>=7"
+
+# sam2long itself, editable (the `sam2long` command comes with it).
+pip_install --no-deps --no-build-isolation -e .
+"$PY" -c "import sam2, sam2long, torch; print('== ready: sam2long', sam2long.__version__, '| torch', torch.__version__)"

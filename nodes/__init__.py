@@ -1,0 +1,11 @@
+"""ComfyUI nodes for SAM2Long (thin layer over the `sam2long` library)."""
+
+from .loader import SAM2LongModelLoader
+from .preview import SAM2LongPreview
+from .prompts import SAM2LongPrompt
+from .to_mask import SAM2LongTrackToMask
+from .track import SAM2LongTrack
+
+NODES = [SAM2LongModelLoader, SAM2LongPrompt, SAM2LongTrack, SAM2LongTrackToMask, SAM2LongPreview]
+
+__all__ = ["NODES"] + [n.__name__ for n in NODES]

@@ -1,0 +1,117 @@
+"""SAM2Long Model Loader: a checkpoint from models/sam2, handed to ComfyUI's
+model management so it is offloaded when another model needs the VRAM."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from comfy_api.latest import io
+
+from . import paths
+from .sockets import CATEGORY, ModelType
+
+PRECISIONS = ["auto", "bf16", "fp16", "fp32"]
+DEVICES = ["auto", "cpu"]
+# Test hook only: the network input size is 1024 for real use. A random-weight
+# tiny model at 1024 on a CPU is slow, so tests may lower it (multiple of 32).
+_TEST_IMAGE_SIZE_ENV = "SAM2LONG_TEST_IMAGE_SIZE"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SAM2LongModelHandle:
+    """What flows through a SAM2LONG_MODEL socket.
+
+    `loaded` is the library's LoadedModel (weights in fp32, on the offload device
+    while idle); `patcher` is ComfyUI's ModelPatcher around its network, or None
+    when model management is not available (then `loaded` is used as it is)."""
+
+    loaded: object
+    patcher: object
+    precision: str
+    name: str
+
+    def acquire(self):
+        """The LoadedModel on its compute device, loaded through ComfyUI's manager."""
+        from sam2long.model import resolve_precision
+
+        if self.patcher is None:
+            return self.loaded
+        import comfy.model_management as mm
+
+        mm.load_models_gpu([self.patcher], force_full_load=True)
+        device = self.patcher.load_device
+        return dataclasses.replace(self.loaded, device=device,
+                                   precision=resolve_precision(self.precision, device))
+
+
+def _devices(device: str):
+    import torch
+
+    try:
+        import comfy.model_management as mm
+    except ImportError:  # pragma: no cover - ComfyUI always has it
+        return torch.device("cpu"), torch.device("cpu")
+    if device == "cpu":
+        return torch.device("cpu"), torch.device("cpu")
+    return mm.get_torch_device(), mm.unet_offload_device()
+
+
+def load_handle(path: str, precision: str = "auto", device: str = "auto",
+                image_size: int | None = None) -> SAM2LongModelHandle:
+    from sam2long.loading import load_model
+
+    load_device, offload_device = _devices(device)
+    loaded = load_model(path, device=offload_device, precision="fp32", image_size=image_size, download=False)
+    patcher = None
+    try:
+        import comfy.model_management as mm
+        import comfy.model_patcher
+    except ImportError:  # pragma: no cover
+        mm = None
+    if mm is not None:
+        patcher = comfy.model_patcher.ModelPatcher(loaded.net, load_device=load_device,
+                                                   offload_device=offload_device,
+                                                   size=mm.module_size(loaded.net))
+    return SAM2LongModelHandle(loaded=loaded, patcher=patcher, precision=precision,
+                               name=os.path.basename(path))
+
+
+class SAM2LongModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SAM2LongModelLoader",
+            display_name="SAM2Long Model Loader",
+            category=CATEGORY,
+            description=(
+                "Loads a SAM 2 / SAM 2.1 checkpoint (.pt or .safetensors) from ComfyUI's models/sam2 "
+                "folder (or a 'sam2:' path in extra_model_paths.yaml). The variant is read from the "
+                "weights, not the file name."),
+            inputs=[
+                io.Combo.Input("ckpt_name", options=paths.checkpoint_choices(),
+                               tooltip="Checkpoint in models/sam2, e.g. sam2.1_hiera_large.pt."),
+                io.Combo.Input("precision", options=PRECISIONS, default="auto",
+                               tooltip="Compute precision on CUDA; auto = bf16 where supported, else fp16. "
+                                       "CPU and MPS always compute in fp32."),
+                io.Combo.Input("device", options=DEVICES, default="auto",
+                               tooltip="auto = ComfyUI's device, with offloading managed by ComfyUI."),
+            ],
+            outputs=[ModelType.Output("model", display_name="model")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, ckpt_name):
+        # Replaces the plain "value not in list" error with one that says where the file goes.
+        import folder_paths
+
+        if not ckpt_name or folder_paths.get_full_path(paths.FOLDER, ckpt_name) is None:
+            return paths.missing_checkpoint_message(ckpt_name or None)
+        return True
+
+    @classmethod
+    def execute(cls, ckpt_name, precision="auto", device="auto") -> io.NodeOutput:
+        path = paths.full_path(ckpt_name)
+        size = os.environ.get(_TEST_IMAGE_SIZE_ENV)
+        handle = load_handle(path, precision=precision, device=device, image_size=int(size) if size else None)
+        return io.NodeOutput(handle)

@@ -356,7 +356,7 @@ class ImageFolderFrames:
                     top = 65535.0 if a.max() > 255 else 255.0
                     g = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
                     return np.ascontiguousarray(np.repeat(g[..., None], 3, axis=2))
-                return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+                return np.array(im.convert("RGB"), dtype=np.uint8)  # a writable copy
         except Exception as e:
             raise FrameError(f"cannot read frame {str(f)!r} ({_av_message(e)}): replace or remove it") from None
 

@@ -1,0 +1,318 @@
+"""The command line, run in-process through `sam2long.cli.main(argv)`.
+
+A tiny synthetic clip and a random-weight SAM 2.1 tiny network at 128 px keep the
+end-to-end runs to a few seconds on a CPU. Random weights make arbitrary masks,
+so these tests check the files and the plumbing, not segmentation quality.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sam2long import cli
+from sam2long.frames import open_frames
+
+W, H, N = 72, 56, 7
+SIZE = 128
+
+
+def _have_tracker() -> bool:
+    try:
+        import sam2long.tracker  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_tracker = pytest.mark.skipif(not _have_tracker(), reason="sam2long.tracker is not available")
+
+
+def clip_frame(i):
+    img = np.full((H, W, 3), 30, np.uint8)
+    x = 10 + 4 * i
+    img[15:35, x:x + 18] = (230, 60, 40)  # a red block moving right
+    img[40:50, 5:60] = (40, 200, 90)
+    return img
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    import av
+
+    path = tmp_path_factory.mktemp("clip") / "shot.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=24)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        for i in range(N):
+            for p in s.encode(av.VideoFrame.from_ndarray(clip_frame(i), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("frames") / "shot"
+    d.mkdir()
+    for i in range(N):
+        Image.fromarray(clip_frame(i)).save(d / f"shot.{i + 1001}.png")
+    return d
+
+
+@pytest.fixture(scope="module")
+def net():
+    from sam2long.model import build_net
+
+    torch.manual_seed(0)
+    return build_net("sam2.1_hiera_tiny", image_size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(net, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "random_tiny.pt"
+    torch.save({"model": net.state_dict()}, path)
+    return path
+
+
+@pytest.fixture
+def in_memory_model(net, monkeypatch):
+    """Skip reading a checkpoint from disk: hand the CLI the random network directly."""
+    from sam2long.model import LoadedModel
+
+    calls = []
+
+    def load(args):
+        calls.append(args.checkpoint)
+        return LoadedModel.from_net(net, "sam2.1_hiera_tiny", device="cpu")
+
+    monkeypatch.setattr(cli, "_load_model", load)
+    return calls
+
+
+def run(argv, capsys):
+    rc = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def pngs(d: Path):
+    return sorted(p.relative_to(d).as_posix() for p in d.rglob("*.png"))
+
+
+def leftovers(d: Path):
+    return [p.name for p in d.rglob("*") if p.name.endswith(".tmp")]
+
+
+# --- argument handling (no model needed) ------------------------------------------------
+
+
+def test_help_documents_prompt_order(capsys):
+    rc, out, _ = run(["track", "--help"], capsys)
+    assert rc == 0
+    assert "FOLLOW" in out and "--object 2 --frame 40" in out
+
+
+def test_frame_and_object_apply_to_following_prompts():
+    args = cli.build_parser().parse_args(
+        ["track", "v.mp4", "--checkpoint", "c", "--out", "o",
+         "--point", "5,6", "--box", "1,2,30,40",
+         "--object", "2", "--frame", "4", "--point", "7,8,0", "--point", "9,9",
+         "--frame", "6", "--mask", "m.png"])
+    groups = cli.group_prompts(args.events)
+    assert set(groups) == {(0, 1), (4, 2), (6, 2)}
+    assert groups[(0, 1)]["points"] == [(5.0, 6.0)] and groups[(0, 1)]["box"] == (1.0, 2.0, 30.0, 40.0)
+    assert groups[(4, 2)]["points"] == [(7.0, 8.0), (9.0, 9.0)] and groups[(4, 2)]["labels"] == [0, 1]
+    assert groups[(6, 2)]["mask"] == "m.png"
+    # a second parse starts from a clean slate
+    again = cli.build_parser().parse_args(["track", "v.mp4", "--checkpoint", "c", "--out", "o", "--point", "1,1"])
+    assert cli.group_prompts(again.events) == {(0, 1): {"points": [(1.0, 1.0)], "labels": [1], "box": None,
+                                                         "mask": None}}
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--point", "500,10"], "outside the 72x56 frame"),
+        (["--frame", "99", "--point", "5,5"], "frames 0..6"),
+        (["--box", "5,5,100,20"], "outside"),
+        ([], "no prompts"),
+        (["--point", "5,5", "--start", "3"], "outside the tracked range"),
+        (["--point", "5,5", "--end", "40"], "--end"),
+        (["--point", "5,5", "--box", "1,1,9,9", "--box", "2,2,8,8"], "two --box"),
+    ],
+)
+def test_bad_prompts_exit_2_before_writing(clip, tmp_path, capsys, extra, message, in_memory_model):
+    out = tmp_path / "out"
+    rc, _, err = run(["track", clip, "--checkpoint", "x", "--out", out, *extra], capsys)
+    assert rc == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+    assert in_memory_model == []  # refused before the model was even loaded
+
+
+def test_syntax_errors_exit_2(clip, tmp_path, capsys):
+    rc, _, err = run(["track", clip, "--checkpoint", "x", "--out", tmp_path / "o", "--point", "5"], capsys)
+    assert rc == 2 and "--point" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = run(["track", clip, "--checkpoint", "x", "--out", tmp_path / "o", "--point", "5,5,7"], capsys)
+    assert rc == 2 and "label" in err
+    rc, _, err = run(["track", clip, "--out", tmp_path / "o", "--point", "5,5"], capsys)
+    assert rc == 2 and "--checkpoint" in err
+
+
+def test_missing_video_and_bad_mask(clip, tmp_path, capsys, in_memory_model):
+    out = tmp_path / "out"
+    rc, _, err = run(["track", tmp_path / "nope.mp4", "--checkpoint", "x", "--out", out, "--point", "1,1"], capsys)
+    assert rc == 2 and "does not exist" in err and not out.exists()
+    small = tmp_path / "small.png"
+    Image.fromarray(np.full((10, 10), 255, np.uint8)).save(small)
+    rc, _, err = run(["track", clip, "--checkpoint", "x", "--out", out, "--mask", small], capsys)
+    assert rc == 2 and "10x10" in err and "72x56" in err and not out.exists()
+    rc, _, err = run(["track", clip, "--checkpoint", "x", "--out", out, "--mask", tmp_path / "none.png"], capsys)
+    assert rc == 2 and "does not exist" in err
+
+
+def test_missing_checkpoint_exit_2(clip, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc, _, err = run(["track", clip, "--checkpoint", tmp_path / "missing.pt", "--out", out, "--point", "5,5"],
+                     capsys)
+    assert rc == 2
+    assert "missing.pt" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_demo_clip_and_prompt():
+    src = open_frames(cli.DEMO_VIDEO)
+    assert (src.width, src.height, len(src)) == (480, 270, 60)
+    assert cli.DEMO_VIDEO.stat().st_size < 3_000_000
+    for x, y in cli.DEMO_POINTS:
+        assert 0 <= x < src.width and 0 <= y < src.height
+    args = cli.demo_args(cli.build_parser().parse_args(["demo"]))
+    assert args.checkpoint == "sam2.1_hiera_tiny" and args.out == "sam2long_demo"
+    assert cli.group_prompts(args.events)[(0, 1)]["labels"] == [1, 1]
+
+
+# --- end to end -----------------------------------------------------------------------
+
+
+def check_outputs(out: Path, objects, frames):
+    names = pngs(out)
+    assert names == sorted(f"{o}/{f:05d}.png" for o in objects for f in frames)
+    for name in names:
+        a = np.asarray(Image.open(out / name))
+        assert a.shape == (H, W) and a.dtype == np.uint8
+        assert set(np.unique(a).tolist()) <= {0, 255}
+    preview = open_frames(out / "preview.mp4")
+    assert (preview.width, preview.height) == (W, H) or (preview.width, preview.height) == (W + W % 2, H + H % 2)
+    assert len(preview) == len(frames)
+    assert sum(1 for _ in preview.frames(range(len(preview)))) == len(frames)
+    assert leftovers(out) == []
+
+
+@needs_tracker
+def test_track_real_checkpoint_json(clip, checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc, stdout, err = run(["track", clip, "--checkpoint", checkpoint, "--image-size", SIZE, "--device", "cpu",
+                           "--out", out, "--point", "20,25", "--point", "60,45,0", "--json"], capsys)
+    assert rc == 0, err
+    check_outputs(out, [1], range(N))
+    lines = [json.loads(line) for line in stdout.strip().splitlines()]
+    assert [d["frame"] for d in lines[:-1]] == list(range(N))
+    for d in lines[:-1]:
+        assert set(d["objects"]) == {"1"}
+        assert isinstance(d["objects"]["1"]["area"], int) and isinstance(d["objects"]["1"]["score"], float)
+    summary = lines[-1]["summary"]
+    assert summary["frames"] == N and summary["objects"] == [1] and summary["preview"].endswith("preview.mp4")
+
+
+@needs_tracker
+def test_two_objects_late_start_get_empty_masks(folder, tmp_path, capsys, in_memory_model):
+    out = tmp_path / "out"
+    rc, _, err = run(["track", folder, "--checkpoint", "random", "--out", out, "--quiet", "--pathways", "2",
+                      "--box", "8,12,32,38",
+                      "--object", "2", "--frame", "3", "--point", "30,45"], capsys)
+    assert rc == 0, err
+    check_outputs(out, [1, 2], range(N))
+    for f in range(3):  # object 2 starts on frame 3
+        assert not np.asarray(Image.open(out / "2" / f"{f:05d}.png")).any()
+
+
+@needs_tracker
+def test_both_directions_and_mask_prompt(clip, tmp_path, capsys, in_memory_model):
+    mask = np.zeros((H, W), np.uint8)
+    mask[15:35, 22:40] = 255
+    mpath = tmp_path / "m.png"
+    Image.fromarray(mask).save(mpath)
+    out = tmp_path / "out"
+    rc, stdout, err = run(["track", clip, "--checkpoint", "random", "--out", out, "--both", "--json",
+                           "--frame", "3", "--mask", mpath, "--start", "1", "--end", "5"], capsys)
+    assert rc == 0, err
+    check_outputs(out, [1], range(1, 6))
+    frames = [json.loads(line).get("frame") for line in stdout.strip().splitlines()[:-1]]
+    assert sorted(frames) == [1, 2, 3, 4, 5]
+    # the prompt frame's mask is the given mask
+    assert np.array_equal(np.asarray(Image.open(out / "1" / "00003.png")), mask)
+
+
+@needs_tracker
+def test_reverse(clip, tmp_path, capsys, in_memory_model):
+    out = tmp_path / "out"
+    rc, _, err = run(["track", clip, "--checkpoint", "random", "--out", out, "--reverse", "--quiet",
+                      "--frame", "4", "--point", "30,25"], capsys)
+    assert rc == 0, err
+    check_outputs(out, [1], range(0, 5))
+
+
+@needs_tracker
+def test_interrupt_leaves_only_complete_files(clip, tmp_path, capsys, in_memory_model, monkeypatch):
+    import os
+
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def replace(src, dst):
+        calls["n"] += 1
+        if calls["n"] == 4:  # the 4th PNG is written to its temp name, then Ctrl-C
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(cli.os, "replace", replace)
+    out = tmp_path / "out"
+    rc, _, err = run(["track", clip, "--checkpoint", "random", "--out", out, "--quiet", "--point", "20,25"], capsys)
+    assert rc == 130
+    assert "interrupted" in err and "Traceback" not in err
+    assert leftovers(out) == [] and list(out.rglob("*.tmp")) == []
+    assert pngs(out) == [f"1/{f:05d}.png" for f in range(3)]
+    for name in pngs(out):
+        Image.open(out / name).load()  # complete, decodable
+    assert not (out / "preview.mp4").exists()
+
+
+@needs_tracker
+def test_interrupt_from_progress_step(clip, tmp_path, capsys, in_memory_model, monkeypatch):
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            Bar.n += 1
+            if Bar.n == 3:
+                raise KeyboardInterrupt
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(cli, "_bar", lambda total, quiet: Bar())
+    out = tmp_path / "out"
+    rc, _, err = run(["track", clip, "--checkpoint", "random", "--out", out, "--point", "20,25", "--both"], capsys)
+    assert rc == 130 and "interrupted" in err
+    assert leftovers(out) == []
+    for name in pngs(out):
+        Image.open(out / name).load()
+    assert not (out / "preview.mp4").exists()

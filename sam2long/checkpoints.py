@@ -134,6 +134,11 @@ def find_local_checkpoint(variant: str, dirs: Iterable[str | os.PathLike], prefe
     return None
 
 
+def _shown(path: Path) -> str:
+    """The path as given, plus where that is when it was relative."""
+    return str(path) if path.is_absolute() else f"{path} (looked in {Path.cwd()})"
+
+
 def _where_to_put(variant: str, dirs: Iterable[Path]) -> str:
     names = [str(Path(os.fspath(d)).expanduser()) for d in dirs]
     return " or ".join(names) if names else str(cache_dir())
@@ -168,7 +173,7 @@ def resolve_checkpoint(
     search_dirs = [Path(os.fspath(d)).expanduser() for d in search_dirs]
     if variant is None:
         raise CheckpointError(
-            f"checkpoint file not found: {path}. Pass the path of an existing SAM 2 / SAM 2.1 "
+            f"checkpoint file not found: {_shown(path)}. Pass the path of an existing SAM 2 / SAM 2.1 "
             f"checkpoint (.pt, .pth or .safetensors), or one of the model names "
             f"({', '.join(VARIANTS)}) to find it in the model folders or download it"
         )
@@ -176,7 +181,7 @@ def resolve_checkpoint(
     has_folder = path.is_absolute() or len(path.parts) > 1
     if has_folder:
         raise CheckpointError(
-            f"checkpoint file not found: {path}. Download {url} and save it there, "
+            f"checkpoint file not found: {_shown(path)}. Download {url} and save it there, "
             f"or pass just the model name {variant!r} to look for it in the model folders "
             f"and the cache ({cache_dir()}) and download it automatically"
         )
@@ -188,7 +193,7 @@ def resolve_checkpoint(
         raise CheckpointError(
             f"checkpoint {variant!r} not found in {_where_to_put(variant, [*search_dirs, cache_dir()])}. "
             f"Download {url} and put {variant}.pt in {_where_to_put(variant, search_dirs or [cache_dir()])}"
-            f" (or allow downloading)"
+            f" (or allow downloading it: download=True)"
         )
     return download_checkpoint(variant, progress=progress, urlopen=urlopen, also_dirs=search_dirs)
 

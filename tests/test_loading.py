@@ -172,7 +172,8 @@ def test_all_variants_detected_from_random_state_dicts(variant):
     assert detect_variant(sd) == variant
     # the same tensors under a "model." prefix, and in half precision
     assert detect_variant({f"model.{k}": v for k, v in sd.items()}) == variant
-    assert detect_variant({k: v.half() for k, v in sd.items()}) == variant
+    if variant.endswith("tiny"):  # dtype plays no part; checking once per family is enough
+        assert detect_variant({k: v.half() for k, v in sd.items()}) == variant
     # the table agrees with the config the net was built from
     dim, blocks = _config_trunk(variant)
     assert sd[PATCH_EMBED_KEY].shape[0] == dim

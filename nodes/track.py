@@ -6,7 +6,6 @@ re-tracking when only downstream nodes change (no fingerprint_inputs needed).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -113,8 +112,8 @@ def run_track(model_handle, images: torch.Tensor, prompts: PromptSet | None = No
     frames = TensorFrames(images, first_index=first)
     with torch.no_grad():
         if state is not None:
-            # Never hand the cached input object to the engine: ComfyUI may reuse it.
-            tracker = Tracker.resume(model, copy.deepcopy(state.state))
+            # resume() works on its own deep copy: the cached input state is never mutated.
+            tracker = Tracker.resume(model, state.state)
         else:
             tracker = Tracker(model, tree=TreeConfig(pathways=int(pathways), iou_threshold=float(iou_threshold),
                                                      uncertainty=float(uncertainty)))

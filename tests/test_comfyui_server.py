@@ -1,0 +1,224 @@
+"""Drives a real ComfyUI server over HTTP with this pack installed (opt-in).
+
+Runs only when COMFYUI_DIR points at a ComfyUI checkout (>= 0.3.64). The server is
+started with COMFYUI_PYTHON (default: this interpreter), on 127.0.0.1 only, with a
+throw-away base directory: custom_nodes/ holds a link to this repository, a
+random-weight sam2.1_hiera_tiny checkpoint is registered through
+extra_model_paths.yaml, and input/bedroom.mp4 is a short, small cut of the demo
+clip. The example workflows' API-format copies (tests/workflows_api) are queued
+with POST /prompt and checked through /history.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
+pytestmark = pytest.mark.skipif(not COMFYUI_DIR or not os.path.isfile(os.path.join(COMFYUI_DIR or "", "main.py")),
+                                reason="set COMFYUI_DIR to a ComfyUI checkout to run the real-server test")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+API_DIR = os.path.join(REPO, "tests", "workflows_api")
+DEMO = os.environ.get("SAM2LONG_DEMO_CLIP", "/work/shared/media/bedroom.mp4")
+PACK = "ComfyUI-SAM2Long"
+CKPT = "random_sam2.1_hiera_tiny.pt"
+N_FRAMES, WIDTH, HEIGHT = 8, 192, 108
+IMAGE_SIZE = os.environ.get("SAM2LONG_TEST_IMAGE_SIZE", "256")  # network input size: 1024 is slow on a CPU
+
+# Small-clip settings for graphs made for the 200-frame demo clip.
+OVERRIDES = {
+    "sam2long_keyframe_bidirectional": {"4": {"batch_index": 4}, "6": {"frame_index": 4}},
+    "sam2long_chunked_long_shot": {"4": {"batch_index": 0, "length": 4}, "5": {"batch_index": 4, "length": 4}},
+}
+# node id -> number of images saved
+EXPECTED = {
+    "sam2long_points_to_masks": {"9": N_FRAMES, "10": 16 if N_FRAMES > 16 else N_FRAMES},
+    "sam2long_keyframe_bidirectional": {"9": N_FRAMES, "5": 1},
+    "sam2long_multi_object": {"12": N_FRAMES, "14": N_FRAMES},
+    "sam2long_chunked_long_shot": {"12": N_FRAMES},
+}
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _clip(path):
+    import av
+    import numpy as np
+
+    frames = []
+    if os.path.isfile(DEMO):
+        with av.open(DEMO) as c:
+            for i, f in enumerate(c.decode(video=0)):
+                if i >= N_FRAMES:
+                    break
+                frames.append(f.to_ndarray(format="rgb24", width=WIDTH, height=HEIGHT))
+    while len(frames) < N_FRAMES:  # synthetic fallback: a moving square
+        img = np.full((HEIGHT, WIDTH, 3), 40, np.uint8)
+        x = 40 + 4 * len(frames)
+        img[30:70, x:x + 40] = (230, 200, 60)
+        frames.append(img)
+    with av.open(path, "w") as out:
+        s = out.add_stream("mpeg4", rate=30)
+        s.width, s.height, s.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        for a in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(a, format="rgb24")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+
+
+def _get(url):
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def _post(url, data):
+    req = urllib.request.Request(url, data=json.dumps(data).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import torch
+
+    sys.path.insert(0, REPO)
+    from sam2long.model import build_net
+
+    base = tmp_path_factory.mktemp("comfy_base")
+    for d in ("custom_nodes", "models", "input", "output", "user"):
+        (base / d).mkdir()
+    os.symlink(REPO, base / "custom_nodes" / PACK)
+    ckpts = tmp_path_factory.mktemp("ckpts")
+    (ckpts / "sam2").mkdir()
+    torch.manual_seed(0)
+    torch.save({"model": build_net("sam2.1_hiera_tiny").state_dict()}, ckpts / "sam2" / CKPT)
+    extra = base / "extra_model_paths.yaml"
+    extra.write_text(f"sam2long_tests:\n    base_path: {ckpts}\n    sam2: sam2\n")
+    _clip(str(base / "input" / "bedroom.mp4"))
+    port = _free_port()
+    log = open(base / "server.log", "w")
+    env = dict(os.environ, SAM2LONG_TEST_IMAGE_SIZE=IMAGE_SIZE, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [os.environ.get("COMFYUI_PYTHON", sys.executable), "main.py", "--cpu", "--listen", "127.0.0.1",
+         "--port", str(port), "--disable-auto-launch", "--base-directory", str(base),
+         "--extra-model-paths-config", str(extra), "--database-url", "sqlite:///:memory:",
+         "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK],
+        cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 300
+        while True:
+            try:
+                _get(url + "/system_stats")
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("ComfyUI did not start:\n" + (base / "server.log").read_text()[-4000:])
+                time.sleep(1)
+        yield type("Server", (), {"url": url, "base": base, "log": base / "server.log"})
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        if os.environ.get("SAM2LONG_KEEP_SERVER_FILES"):
+            dest = os.environ["SAM2LONG_KEEP_SERVER_FILES"]
+            shutil.copytree(base / "output", os.path.join(dest, "output"), dirs_exist_ok=True)
+            shutil.copy(base / "server.log", os.path.join(dest, "server.log"))
+
+
+def _queue(server, prompt, timeout=900):
+    status, body = _post(server.url + "/prompt", {"prompt": prompt, "client_id": "sam2long-test"})
+    assert status == 200, body
+    pid = body["prompt_id"]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        h = _get(f"{server.url}/history/{pid}")
+        if pid in h:
+            return h[pid]
+        time.sleep(0.5)
+    raise TimeoutError(f"prompt {pid} did not finish")
+
+
+def _workflow(name):
+    with open(os.path.join(API_DIR, name + ".json")) as f:
+        prompt = json.load(f)
+    for node in prompt.values():
+        if node["class_type"] == "SAM2LongModelLoader":
+            node["inputs"]["ckpt_name"] = CKPT
+    for nid, inputs in OVERRIDES.get(name, {}).items():
+        prompt[nid]["inputs"].update(inputs)
+    return prompt
+
+
+def test_registered(server):
+    log = server.log.read_text()
+    assert "IMPORT FAILED" not in log, log[-3000:]
+    info = _get(server.url + "/object_info")
+    ours = {k: v for k, v in info.items() if k.startswith("SAM2Long")}
+    assert set(ours) == {"SAM2LongModelLoader", "SAM2LongPrompt", "SAM2LongTrack", "SAM2LongTrackToMask",
+                         "SAM2LongPreview"}
+    assert all(v["category"] == "SAM2Long" for v in ours.values())
+    track = ours["SAM2LongTrack"]
+    assert track["output"] == ["SAM2LONG_TRACK", "MASK", "SAM2LONG_STATE"]
+    assert track["output_name"] == ["track", "masks", "state"]
+    assert ours["SAM2LongPreview"]["output_node"] is True
+    assert ours["SAM2LongPrompt"]["input"]["optional"]["bboxes"][0] == "BBOX,BOUNDING_BOX"
+    combo = ours["SAM2LongModelLoader"]["input"]["required"]["ckpt_name"]
+    options = combo[1]["options"] if combo[0] == "COMBO" else combo[0]  # V3 / V1 spelling
+    assert CKPT in options
+    assert CKPT in _get(server.url + "/models/sam2")
+
+
+def test_example_workflows_served(server):
+    templates = _get(server.url + "/workflow_templates")
+    assert PACK in templates, templates
+    assert sorted(templates[PACK]) == sorted(n[:-5] for n in os.listdir(API_DIR) if n.endswith(".json"))
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_workflow_runs(server, name):
+    h = _queue(server, _workflow(name))
+    assert h["status"]["status_str"] == "success", json.dumps(h["status"], indent=1)[-3000:]
+    for nid, count in EXPECTED[name].items():
+        assert len(h["outputs"][nid]["images"]) == count, (nid, h["outputs"].get(nid))
+
+
+def test_downstream_change_does_not_retrack(server):
+    prompt = _workflow("sam2long_points_to_masks")
+    first = _queue(server, prompt)
+    assert first["status"]["status_str"] == "success"
+    prompt["6"]["inputs"]["expand"] = 7  # only GrowMask changes
+    h = _queue(server, prompt)
+    assert h["status"]["status_str"] == "success"
+    cached = [m[1]["nodes"] for m in h["status"]["messages"] if m[0] == "execution_cached"]
+    assert cached and "5" in cached[0], h["status"]["messages"]  # the Track node came from the cache
+
+
+def test_missing_checkpoint_message(server):
+    prompt = _workflow("sam2long_points_to_masks")
+    prompt["3"]["inputs"]["ckpt_name"] = "sam2.1_hiera_large.pt"
+    status, body = _post(server.url + "/prompt", {"prompt": prompt})
+    assert status == 400
+    text = json.dumps(body)
+    assert "sam2.1_hiera_large.pt" in text and "models" in text and "sam2" in text

@@ -1,0 +1,218 @@
+"""Writes the example workflows (UI format, workflows/*.json) and their API-format
+copies (tests/workflows_api/*.json) from one description per graph.
+
+    python tests/workflows_api/build.py
+
+The prompts use normalized coordinates so the same graphs run on the demo clip
+(bedroom.mp4, 960x540) and on the small clip the server test makes from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+
+# type -> (socket inputs [(name, type)], widget names, outputs [(name, type)])
+NODE_TYPES = {
+    "LoadVideo": ([], ["file", "upload"], [("VIDEO", "VIDEO")]),
+    "GetVideoComponents": ([("video", "VIDEO")], [], [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")]),
+    "ImageFromBatch": ([("image", "IMAGE")], ["batch_index", "length"], [("IMAGE", "IMAGE")]),
+    "ImageBatch": ([("image1", "IMAGE"), ("image2", "IMAGE")], [], [("IMAGE", "IMAGE")]),
+    "GrowMask": ([("mask", "MASK")], ["expand", "tapered_corners"], [("MASK", "MASK")]),
+    "FeatherMask": ([("mask", "MASK")], ["left", "top", "right", "bottom"], [("MASK", "MASK")]),
+    "MaskToImage": ([("mask", "MASK")], [], [("IMAGE", "IMAGE")]),
+    "SaveImage": ([("images", "IMAGE")], ["filename_prefix"], []),
+    "PreviewImage": ([("images", "IMAGE")], [], []),
+    "SAM2LongModelLoader": ([], ["ckpt_name", "precision", "device"], [("model", "SAM2LONG_MODEL")]),
+    "SAM2LongPrompt": ([("prompts", "SAM2LONG_PROMPTS"), ("bboxes", "BBOX,BOUNDING_BOX"), ("mask", "MASK")],
+                       ["object_id", "frame_index", "positive_coords", "negative_coords", "coordinates"],
+                       [("prompts", "SAM2LONG_PROMPTS")]),
+    "SAM2LongTrack": ([("model", "SAM2LONG_MODEL"), ("images", "IMAGE"), ("prompts", "SAM2LONG_PROMPTS"),
+                       ("state", "SAM2LONG_STATE")],
+                      ["pathways", "iou_threshold", "uncertainty", "direction", "start_frame", "end_frame"],
+                      [("track", "SAM2LONG_TRACK"), ("masks", "MASK"), ("state", "SAM2LONG_STATE")]),
+    "SAM2LongTrackToMask": ([("track", "SAM2LONG_TRACK")], ["object_ids", "mode"],
+                            [("masks", "MASK"), ("object_count", "INT"), ("frame_count", "INT")]),
+    "SAM2LongPreview": ([("track", "SAM2LONG_TRACK"), ("images", "IMAGE")],
+                        ["opacity", "object_ids", "show_ids", "preview_frames"], [("overlay", "IMAGE")]),
+}
+OPTIONAL_SOCKETS = {("SAM2LongPrompt", "prompts"), ("SAM2LongPrompt", "bboxes"), ("SAM2LongPrompt", "mask"),
+                    ("SAM2LongTrack", "prompts"), ("SAM2LongTrack", "state")}
+CKPT = "sam2.1_hiera_large.pt"
+TRACK = {"pathways": 3, "iou_threshold": 0.3, "uncertainty": 2.0, "direction": "forward",
+         "start_frame": 0, "end_frame": -1}
+PREVIEW = {"opacity": 0.5, "object_ids": "", "show_ids": True, "preview_frames": 16}
+
+
+def pt(x, y):
+    return json.dumps([{"x": x, "y": y}])
+
+
+def N(id, type, pos, title=None, **kw):
+    return {"id": id, "type": type, "pos": pos, "title": title, "w": kw.pop("widgets", {}), "in": kw}
+
+
+def video_in(first_id=1):
+    return [N(first_id, "LoadVideo", [0, 0], widgets={"file": "bedroom.mp4", "upload": "image"}),
+            N(first_id + 1, "GetVideoComponents", [0, 380], video=(first_id, 0)),
+            N(first_id + 2, "SAM2LongModelLoader", [0, 520],
+              widgets={"ckpt_name": CKPT, "precision": "auto", "device": "auto"})]
+
+
+def prompt_w(obj, frame, pos, neg=""):
+    return {"object_id": obj, "frame_index": frame, "positive_coords": pos, "negative_coords": neg,
+            "coordinates": "normalized"}
+
+
+GRAPHS = {
+    "sam2long_points_to_masks": (
+        "Click once on frame 0, track forward, grow/feather the masks, save them and a colour preview.",
+        video_in() + [
+            N(4, "SAM2LongPrompt", [340, 0], widgets=prompt_w(0, 0, pt(0.41, 0.42))),
+            N(5, "SAM2LongTrack", [700, 0], model=(3, 0), images=(2, 0), prompts=(4, 0), widgets=TRACK),
+            N(6, "GrowMask", [1060, 0], mask=(5, 1), widgets={"expand": 4, "tapered_corners": True}),
+            N(7, "FeatherMask", [1060, 140], mask=(6, 0),
+              widgets={"left": 6, "top": 6, "right": 6, "bottom": 6}),
+            N(8, "MaskToImage", [1060, 360], mask=(7, 0)),
+            N(9, "SaveImage", [1400, 0], images=(8, 0), widgets={"filename_prefix": "sam2long/mask"}),
+            N(10, "SAM2LongPreview", [700, 420], track=(5, 0), images=(2, 0), widgets=PREVIEW),
+        ]),
+    "sam2long_keyframe_bidirectional": (
+        "Prompt a key frame in the middle of the shot and track forward and backward from it.",
+        video_in() + [
+            N(4, "ImageFromBatch", [340, 380], images=None, image=(2, 0),
+              widgets={"batch_index": 100, "length": 1}),
+            N(5, "PreviewImage", [340, 560], title="Key frame (pick your click here)", images=(4, 0)),
+            N(6, "SAM2LongPrompt", [340, 0], widgets=prompt_w(0, 100, pt(0.21, 0.59))),
+            N(7, "SAM2LongTrack", [700, 0], model=(3, 0), images=(2, 0), prompts=(6, 0),
+              widgets=dict(TRACK, direction="both")),
+            N(8, "MaskToImage", [1060, 0], mask=(7, 1)),
+            N(9, "SaveImage", [1400, 0], images=(8, 0), widgets={"filename_prefix": "sam2long/keyframe"}),
+            N(10, "SAM2LongPreview", [700, 420], track=(7, 0), images=(2, 0), widgets=PREVIEW),
+        ]),
+    "sam2long_multi_object": (
+        "Three objects (two children, one pillow) tracked together, with one mask output per object.",
+        video_in() + [
+            N(4, "SAM2LongPrompt", [340, 0], title="object 0: girl", widgets=prompt_w(0, 0, pt(0.41, 0.42))),
+            N(5, "SAM2LongPrompt", [340, 260], title="object 1: boy", prompts=(4, 0),
+              widgets=prompt_w(1, 0, pt(0.235, 0.48))),
+            N(6, "SAM2LongPrompt", [340, 520], title="object 2: pillow", prompts=(5, 0),
+              widgets=prompt_w(2, 0, pt(0.625, 0.65))),
+            N(7, "SAM2LongTrack", [700, 0], model=(3, 0), images=(2, 0), prompts=(6, 0), widgets=TRACK),
+            N(8, "SAM2LongTrackToMask", [1060, 0], title="girl", track=(7, 0),
+              widgets={"object_ids": "0", "mode": "union"}),
+            N(9, "SAM2LongTrackToMask", [1060, 200], title="boy", track=(7, 0),
+              widgets={"object_ids": "1", "mode": "union"}),
+            N(10, "SAM2LongTrackToMask", [1060, 400], title="all objects, one after another", track=(7, 0),
+              widgets={"object_ids": "", "mode": "per_object"}),
+            N(11, "MaskToImage", [1400, 0], mask=(8, 0)),
+            N(12, "SaveImage", [1640, 0], images=(11, 0), widgets={"filename_prefix": "sam2long/obj0"}),
+            N(13, "MaskToImage", [1400, 200], mask=(9, 0)),
+            N(14, "SaveImage", [1640, 300], images=(13, 0), widgets={"filename_prefix": "sam2long/obj1"}),
+            N(15, "SAM2LongPreview", [700, 420], track=(7, 0), images=(2, 0), widgets=PREVIEW),
+        ]),
+    "sam2long_chunked_long_shot": (
+        "A long shot in two chunks of 100 frames; the second Track continues from the first's state, exactly.",
+        video_in() + [
+            N(4, "ImageFromBatch", [340, 380], title="chunk 1: frames 0-99", image=(2, 0),
+              widgets={"batch_index": 0, "length": 100}),
+            N(5, "ImageFromBatch", [340, 560], title="chunk 2: frames 100-199", image=(2, 0),
+              widgets={"batch_index": 100, "length": 100}),
+            N(6, "SAM2LongPrompt", [340, 0], widgets=prompt_w(0, 0, pt(0.41, 0.42))),
+            N(7, "SAM2LongTrack", [700, 0], title="Track chunk 1", model=(3, 0), images=(4, 0), prompts=(6, 0),
+              widgets=TRACK),
+            N(8, "SAM2LongTrack", [700, 420], title="Track chunk 2 (continues)", model=(3, 0), images=(5, 0),
+              state=(7, 2), widgets=TRACK),
+            N(9, "MaskToImage", [1060, 0], mask=(7, 1)),
+            N(10, "MaskToImage", [1060, 420], mask=(8, 1)),
+            N(11, "ImageBatch", [1300, 200], image1=(9, 0), image2=(10, 0)),
+            N(12, "SaveImage", [1540, 200], images=(11, 0), widgets={"filename_prefix": "sam2long/chunked"}),
+        ]),
+}
+
+
+def _api(nodes):
+    out = {}
+    for n in nodes:
+        _, widgets, _ = NODE_TYPES[n["type"]]
+        inputs = {k: v for k, v in n["w"].items() if k != "upload"}
+        for name, link in n["in"].items():
+            if link is not None:
+                inputs[name] = [str(link[0]), link[1]]
+        node = {"class_type": n["type"], "inputs": inputs}
+        if n["title"]:
+            node["_meta"] = {"title": n["title"]}
+        out[str(n["id"])] = node
+    return out
+
+
+def _ui(nodes, description):
+    links, ui_nodes = [], []
+    by_id = {n["id"]: n for n in nodes}
+    out_links = {}
+    for n in nodes:
+        sockets, _, _ = NODE_TYPES[n["type"]]
+        for slot, (name, typ) in enumerate(sockets):
+            link = n["in"].get(name)
+            if link is None:
+                continue
+            src, src_slot = link
+            lid = len(links) + 1
+            links.append([lid, src, src_slot, n["id"], slot, NODE_TYPES[by_id[src]["type"]][2][src_slot][1]])
+            out_links.setdefault((src, src_slot), []).append(lid)
+    for order, n in enumerate(nodes):
+        sockets, widget_names, outputs = NODE_TYPES[n["type"]]
+        node = {
+            "id": n["id"], "type": n["type"], "pos": n["pos"], "size": [320, 160], "flags": {}, "order": order,
+            "mode": 0,
+            "inputs": [],
+            "outputs": [],
+            "properties": {"Node name for S&R": n["type"]},
+            "widgets_values": [n["w"][w] for w in widget_names if w in n["w"]],
+        }
+        if n["title"]:
+            node["title"] = n["title"]
+        for slot, (name, typ) in enumerate(sockets):
+            link = n["in"].get(name)
+            if link is None and (n["type"], name) not in OPTIONAL_SOCKETS:
+                raise ValueError(f"{n['type']} {n['id']}: required input {name} is not connected")
+            entry = {"name": name, "type": typ, "link": None if link is None else
+                     next(lk[0] for lk in links if lk[3] == n["id"] and lk[4] == slot)}
+            if (n["type"], name) in OPTIONAL_SOCKETS:
+                entry["shape"] = 7  # drawn as an optional socket
+            node["inputs"].append(entry)
+        for slot, (name, typ) in enumerate(outputs):
+            node["outputs"].append({"name": name, "type": typ, "links": out_links.get((n["id"], slot), []),
+                                    "slot_index": slot})
+        ui_nodes.append(node)
+    ui_nodes.append({
+        "id": max(n["id"] for n in nodes) + 1, "type": "Note", "pos": [0, -260], "size": [660, 200], "flags": {},
+        "order": len(nodes), "mode": 0, "inputs": [], "outputs": [], "properties": {},
+        "widgets_values": [description + "\n\nPut a SAM 2.1 checkpoint (e.g. sam2.1_hiera_large.pt) in "
+                           "ComfyUI/models/sam2 and the clip in ComfyUI/input. Prompts use normalized "
+                           "coordinates (0..1); for pixel clicks wire KJNodes' Points Editor into "
+                           "positive_coords and set coordinates to pixels. See docs/nodes.md."],
+    })
+    return {
+        "last_node_id": max(n["id"] for n in ui_nodes), "last_link_id": len(links),
+        "nodes": ui_nodes, "links": links, "groups": [], "config": {},
+        "extra": {"ds": {"scale": 0.8, "offset": [40, 300]}}, "version": 0.4,
+    }
+
+
+def main():
+    os.makedirs(os.path.join(REPO, "workflows"), exist_ok=True)
+    for name, (description, nodes) in GRAPHS.items():
+        with open(os.path.join(REPO, "workflows", name + ".json"), "w") as f:
+            json.dump(_ui(nodes, description), f, indent=1)
+            f.write("\n")
+        with open(os.path.join(HERE, name + ".json"), "w") as f:
+            json.dump(_api(nodes), f, indent=1)
+            f.write("\n")
+
+
+if __name__ == "__main__":
+    main()

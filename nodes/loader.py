@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import torch
+
 from comfy_api.latest import io
 
 from . import paths
@@ -45,9 +47,20 @@ class SAM2LongModelHandle:
                                    precision=resolve_precision(self.precision, device))
 
 
-def _devices(device: str):
-    import torch
+class _ManagedNet(torch.nn.Module):
+    """What ModelPatcher manages: a plain container around the SAM 2 network.
 
+    ModelPatcher writes bookkeeping attributes onto the module it manages (among them
+    `device`, which SAM2Base exposes as a read-only property), so it gets this
+    wrapper; moving the wrapper moves the network."""
+
+    def __init__(self, net: torch.nn.Module, device):
+        super().__init__()
+        self.net = net
+        self.device = device
+
+
+def _devices(device: str):
     try:
         import comfy.model_management as mm
     except ImportError:  # pragma: no cover - ComfyUI always has it
@@ -70,8 +83,8 @@ def load_handle(path: str, precision: str = "auto", device: str = "auto",
     except ImportError:  # pragma: no cover
         mm = None
     if mm is not None:
-        patcher = comfy.model_patcher.ModelPatcher(loaded.net, load_device=load_device,
-                                                   offload_device=offload_device,
+        patcher = comfy.model_patcher.ModelPatcher(_ManagedNet(loaded.net, offload_device),
+                                                   load_device=load_device, offload_device=offload_device,
                                                    size=mm.module_size(loaded.net))
     return SAM2LongModelHandle(loaded=loaded, patcher=patcher, precision=precision,
                                name=os.path.basename(path))

@@ -53,10 +53,11 @@ def handle(comfy):
     torch.manual_seed(0)
     net = build_net("sam2.1_hiera_tiny", image_size=128)
     model = LoadedModel.from_net(net, "sam2.1_hiera_tiny", device="cpu")
-    from nodes.loader import SAM2LongModelHandle
+    from nodes.loader import SAM2LongModelHandle, _ManagedNet
     import comfy.model_patcher as mp
 
-    patcher = mp.ModelPatcher(model.net, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+    cpu = torch.device("cpu")
+    patcher = mp.ModelPatcher(_ManagedNet(model.net, cpu), load_device=cpu, offload_device=cpu)
     return SAM2LongModelHandle(loaded=model, patcher=patcher, precision="auto", name="random-tiny")
 
 
@@ -151,7 +152,7 @@ def test_loader_loads_and_hands_to_model_management(comfy, monkeypatch):
     assert SAM2LongModelLoader.validate_inputs(ckpt_name="random_tiny.pt") is True
     monkeypatch.setenv("SAM2LONG_TEST_IMAGE_SIZE", "128")
     (h,), _ = run(comfy, "SAM2LongModelLoader", ckpt_name="random_tiny.pt", precision="fp16")
-    assert h.loaded.variant == "sam2.1_hiera_tiny" and h.patcher is not None and h.patcher.model is h.loaded.net
+    assert h.loaded.variant == "sam2.1_hiera_tiny" and h.patcher is not None and h.patcher.model.net is h.loaded.net
     before = len(comfy.fake.state().loaded)
     m = h.acquire()
     assert comfy.fake.state().loaded[before:] == [h.patcher]

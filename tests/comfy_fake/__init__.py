@@ -239,6 +239,7 @@ def _comfy_modules():
                         force_full_load=False):
         for m in models:
             m.model.to(m.load_device)
+            m.model.device = m.load_device  # as ComfyUI's ModelPatcher.load does
             STATE.loaded.append(m)
 
     mm.InterruptProcessingException = InterruptProcessingException

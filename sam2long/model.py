@@ -32,11 +32,12 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def build_net(variant: str, image_size: int = 1024) -> torch.nn.Module:
+def build_net(variant: str, image_size: int = 1024, target: str | None = None) -> torch.nn.Module:
     """Build an untrained SAM2Base for `variant` (eval mode, on the CPU).
 
     `image_size` other than 1024 is for tests and small experiments; it must be a
-    multiple of 32 so the backbone's strides divide it.
+    multiple of 32 so the backbone's strides divide it. `target` swaps the class
+    (e.g. "sam2.sam2_video_predictor.SAM2VideoPredictor", to compare with SAM 2).
     """
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
@@ -59,6 +60,8 @@ def build_net(variant: str, image_size: int = 1024) -> torch.nn.Module:
         "dynamic_multimask_stability_delta": 0.05,
         "dynamic_multimask_stability_thresh": 0.98,
     }
+    if target is not None:
+        model_cfg._target_ = target
     net = instantiate(model_cfg, _recursive_=True)
     return net.eval()
 

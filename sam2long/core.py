@@ -1,0 +1,228 @@
+"""The per-frame inference core: SAM 2's networks, driven one batch at a time.
+
+`InferenceCore` knows nothing about pathways or objects. It encodes a frame once,
+turns a prompt into a conditioning memory, runs memory attention and the mask
+decoder for a batch of memory plans (one per distinct pathway of every object),
+and encodes the chosen masks into new memories. Every network call is one batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from sam2.modeling.sam2_base import NO_OBJ_SCORE
+from sam2.modeling.sam2_utils import get_1d_sine_pe
+
+from .attention import memory_attention
+from .memory import MemoryEntry, MemoryPlan
+from .model import LoadedModel
+
+IMG_MEAN = (0.485, 0.456, 0.406)
+IMG_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class FrameFeatures:
+    vision_feats: list  # per level [HW, 1, C]
+    vision_pos: list
+    feat_sizes: list
+
+    def expand(self, batch: int):
+        feats = [x.expand(-1, batch, -1) for x in self.vision_feats]
+        pos = [x.expand(-1, batch, -1) for x in self.vision_pos]
+        high_res = [
+            x.permute(1, 2, 0).view(x.size(1), x.size(2), *s) for x, s in zip(feats[:-1], self.feat_sizes[:-1])
+        ]
+        return feats, pos, high_res or None
+
+
+@dataclass
+class Decoded:
+    """Decoder outputs for a batch of pathways (B units, 3 candidates each)."""
+
+    lowres: torch.Tensor  # [B, 3, h, w] mask logits (empty where the object is absent)
+    tokens: torch.Tensor  # [B, 3, C] mask tokens, turned into pointers for chosen candidates
+    object_logits: torch.Tensor  # [B, 1]
+    ious_cpu: list  # [B][3] floats
+    object_logits_cpu: list  # [B] floats
+
+
+class InferenceCore:
+    def __init__(self, model: LoadedModel, max_ptrs: int = 16):
+        self.model = model
+        self.net = model.net
+        self.device = model.device
+        self.max_ptrs = max_ptrs
+        net = self.net
+        if not (net.pred_obj_scores and net.use_obj_ptrs_in_encoder and net.multimask_output_for_tracking):
+            raise ValueError("the network must predict object scores, use object pointers and multimask tracking")
+        self.num_maskmem = net.num_maskmem
+        self.hidden_dim = net.hidden_dim
+        self.mem_dim = net.mem_dim
+        self._mem_pos = None  # [HW, Cm] positional encoding of spatial memory (the same for every frame)
+        size = model.image_size
+        self._mean = torch.tensor(IMG_MEAN, device=self.device).view(3, 1, 1)
+        self._std = torch.tensor(IMG_STD, device=self.device).view(3, 1, 1)
+        self.image_size = size
+
+    # ---- frames ---------------------------------------------------------------------------
+    def preprocess(self, frame) -> torch.Tensor:
+        """[H, W, 3] uint8 (or float 0..1) -> [1, 3, S, S] normalised at model resolution."""
+        x = torch.as_tensor(frame)
+        scale = 1.0 if torch.is_floating_point(x) else 1.0 / 255.0
+        x = x.to(self.device, non_blocking=True).permute(2, 0, 1).float() * scale
+        x = F.interpolate(x[None], size=(self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True)
+        return (x - self._mean) / self._std
+
+    def encode_image(self, image: torch.Tensor) -> FrameFeatures:
+        backbone_out = self.net.forward_image(image)
+        _, feats, pos, sizes = self.net._prepare_backbone_features(backbone_out)
+        return FrameFeatures(feats, pos, sizes)
+
+    # ---- prompts --------------------------------------------------------------------------
+    def prompt(self, frame_idx: int, ff: FrameFeatures, points=None, labels=None, mask=None):
+        """SAM 2's prompt path for one object (no memory): clicks/box through the SAM
+        decoder, a mask used as it is. -> (lowres [h, w], object logit, MemoryEntry)"""
+        net = self.net
+        point_inputs = mask_inputs = None
+        if mask is not None:
+            mask_inputs = mask.to(self.device, torch.float32)[None, None]
+        else:
+            point_inputs = {
+                "point_coords": points.to(self.device, torch.float32)[None],
+                "point_labels": labels.to(self.device, torch.int32)[None],
+            }
+        out = net.track_step(
+            frame_idx=frame_idx,
+            is_init_cond_frame=True,
+            current_vision_feats=ff.vision_feats,
+            current_vision_pos_embeds=ff.vision_pos,
+            feat_sizes=ff.feat_sizes,
+            point_inputs=point_inputs,
+            mask_inputs=mask_inputs,
+            output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
+            num_frames=self.max_ptrs,
+            run_mem_encoder=False,
+        )
+        lowres = out["pred_masks"].float()
+        object_logits = out["object_score_logits"].float()
+        # As SAM 2 before propagating: memory from the low-res logits, upsampled.
+        high_res = F.interpolate(lowres, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
+        mem = self._encode_memory(ff, high_res, object_logits, from_prompt=True)
+        entry = MemoryEntry(
+            frame=frame_idx, ptr=out["obj_ptr"][0].float(), object_score=float(object_logits), iou=1.0, mem=mem[0]
+        )
+        return lowres[0, 0], entry
+
+    # ---- tracking -------------------------------------------------------------------------
+    def track(self, ff: FrameFeatures, plans: list[MemoryPlan]) -> Decoded:
+        net = self.net
+        batch = len(plans)
+        feats, pos, high_res = ff.expand(batch)
+        memory, memory_pos, n_ptr_tokens, weight, valid = self._assemble(plans)
+        pix = memory_attention(
+            net.memory_attention, feats[-1], pos[-1], memory, memory_pos, n_ptr_tokens, weight, valid
+        )
+        h, w = ff.feat_sizes[-1]
+        pix = pix.permute(1, 2, 0).reshape(batch, self.hidden_dim, h, w)
+
+        coords = torch.zeros(batch, 1, 2, device=self.device)
+        labels = -torch.ones(batch, 1, dtype=torch.int32, device=self.device)
+        sparse, dense = net.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+        lowres, ious, tokens, obj = net.sam_mask_decoder(
+            image_embeddings=pix,
+            image_pe=net.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=True,
+            repeat_image=False,
+            high_res_features=high_res,
+        )
+        lowres = torch.where(obj[:, None, None] > 0, lowres, NO_OBJ_SCORE).float()
+        obj = obj.float()
+        host = torch.cat([ious.float(), obj], dim=1).cpu()  # the one sync of the step
+        return Decoded(
+            lowres=lowres,
+            tokens=tokens,
+            object_logits=obj,
+            ious_cpu=host[:, :3].tolist(),
+            object_logits_cpu=host[:, 3].tolist(),
+        )
+
+    def commit(self, ff: FrameFeatures, decoded: Decoded, picks: list[tuple[int, int]]):
+        """Memories for the chosen (unit, candidate) pairs. -> (pointers [K, C], mem [K, Cm, h, w])"""
+        net = self.net
+        units = torch.tensor([u for u, _ in picks], device=self.device)
+        cands = torch.tensor([j for _, j in picks], device=self.device)
+        obj = decoded.object_logits[units]  # [K, 1]
+        ptr = net.obj_ptr_proj(decoded.tokens[units, cands])
+        visible = torch.sigmoid(obj) if net.soft_no_obj_ptr else (obj > 0).float()
+        if net.fixed_no_obj_ptr:
+            ptr = visible * ptr
+        ptr = ptr + (1 - visible) * net.no_obj_ptr
+        lowres = decoded.lowres[units, cands][:, None]
+        high_res = F.interpolate(lowres, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
+        mem = self._encode_memory(ff, high_res, obj, from_prompt=False)
+        return ptr.float(), mem
+
+    # ---- internals ------------------------------------------------------------------------
+    def _encode_memory(self, ff: FrameFeatures, high_res, object_logits, from_prompt: bool):
+        feats, _, _ = ff.expand(high_res.size(0))
+        mem, mem_pos = self.net._encode_new_memory(
+            current_vision_feats=feats,
+            feat_sizes=ff.feat_sizes,
+            pred_masks_high_res=high_res,
+            object_score_logits=object_logits,
+            is_mask_from_pts=from_prompt,
+        )
+        if self._mem_pos is None:
+            self._mem_pos = mem_pos[-1][0].flatten(1).t().float()  # [HW, Cm]
+        # Stored in bf16, as SAM 2 and SAM2Long store memories.
+        return mem.to(torch.bfloat16)
+
+    def _assemble(self, plans: list[MemoryPlan]):
+        """Pad every plan to a common layout: [frames x HW tokens | pointer tokens]."""
+        net, dev = self.net, self.device
+        hw, cm = self._mem_pos.shape
+        per_ptr = self.hidden_dim // cm
+        n_frames = max(len(p.spatial) for p in plans)
+        n_ptrs = max(len(p.pointers) for p in plans)
+        n_keys = n_frames * hw + n_ptrs * per_ptr
+        batch = len(plans)
+        memory = torch.zeros(batch, n_keys, cm, device=dev)
+        memory_pos = torch.zeros(batch, n_keys, cm, device=dev)
+        weight = torch.ones(batch, n_keys, device=dev)
+        valid = torch.ones(batch, n_keys, dtype=torch.bool, device=dev)
+        tpos = net.maskmem_tpos_enc.view(self.num_maskmem, cm)
+
+        ptr_rows, ptr_pos = [], []
+        for b, plan in enumerate(plans):
+            for i, (mem, tidx, w) in enumerate(plan.spatial):
+                sl = slice(i * hw, (i + 1) * hw)
+                memory[b, sl] = mem.flatten(1).t()
+                memory_pos[b, sl] = self._mem_pos + tpos[tidx]
+                weight[b, sl] = w
+            valid[b, len(plan.spatial) * hw : n_frames * hw] = False
+            base = n_frames * hw
+            for i, (ptr, position, w) in enumerate(plan.pointers):
+                sl = slice(base + i * per_ptr, base + (i + 1) * per_ptr)
+                memory[b, sl] = ptr.view(per_ptr, cm)
+                weight[b, sl] = w
+                ptr_rows.append(sl)
+                ptr_pos.append(position)
+            valid[b, base + len(plan.pointers) * per_ptr :] = False
+        if ptr_pos and net.add_tpos_enc_to_obj_ptrs:
+            # Pointer temporal encoding: a sine of position / (max pointers - 1), projected.
+            dim = self.hidden_dim if net.proj_tpos_enc_in_obj_ptrs else cm
+            pe = get_1d_sine_pe(torch.tensor(ptr_pos, device=dev) / (self.max_ptrs - 1), dim=dim)
+            pe = net.obj_ptr_tpos_proj(pe).float()
+            i = 0
+            for b, plan in enumerate(plans):
+                for _ in plan.pointers:
+                    memory_pos[b, ptr_rows[i]] = pe[i]
+                    i += 1
+        modulated = any(w != 1.0 for p in plans for _, _, w in p.spatial + p.pointers)
+        padded = any(len(p.spatial) < n_frames or len(p.pointers) < n_ptrs for p in plans)
+        return memory, memory_pos, n_ptrs * per_ptr, weight if modulated else None, valid if padded else None

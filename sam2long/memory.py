@@ -1,0 +1,143 @@
+"""The memory store: what each pathway remembers, and how it is kept bounded.
+
+A `MemoryEntry` is one frame's contribution to memory (spatial features, object
+pointer, object score, predicted IoU). Entries hold no references to other
+entries, so nothing older than what a pathway can still read stays alive.
+
+A `Node` is one frame of one pathway's history. Each node carries, incrementally,
+the short lists its memory selection can reach (the last reliable entries and the
+last entries), so selecting memory costs O(1) per frame instead of rescanning the
+whole history; its `parent` link exists only until the frame is committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .tree import PROMPT_SCORE, TreeConfig, rank_weights
+
+
+@dataclass(eq=False)
+class MemoryEntry:
+    frame: int
+    ptr: torch.Tensor  # [C] object pointer
+    object_score: float  # object logit of the forward pass that produced it
+    iou: float  # predicted IoU of the chosen candidate (1.0 for prompts)
+    mem: torch.Tensor | None  # [Cm, h, w] bf16 spatial memory; dropped once out of reach
+
+    def nbytes(self) -> int:
+        n = self.ptr.numel() * self.ptr.element_size()
+        if self.mem is not None:
+            n += self.mem.numel() * self.mem.element_size()
+        return n
+
+
+@dataclass(eq=False)
+class Node:
+    """One frame of a pathway. Pathways with an identical history share nodes."""
+
+    frame: int
+    parent: "Node | None"
+    score: float  # cumulative score of the pathway up to this frame
+    object_score: float
+    lowres: torch.Tensor | None  # [h, w] mask logits, kept until emitted
+    entry: MemoryEntry | None  # None on conditioning (prompt) frames
+    reliable: tuple = ()  # last reliable tracked entries on this path, oldest first
+    recent: tuple = ()  # last tracked entries on this path, oldest first
+
+
+def extend(parent: Node, entry: MemoryEntry, cfg: TreeConfig) -> tuple[tuple, tuple]:
+    """The (reliable, recent) lists of a child of `parent` whose frame gave `entry`.
+    Reliable: predicted IoU > dIoU and object visible (logit > 0), strictly."""
+    cap = cfg.max_memory_frames
+    recent = (parent.recent + (entry,))[-cap:]
+    if entry.iou > cfg.iou_threshold and entry.object_score > 0:
+        return (parent.reliable + (entry,))[-cap:], recent
+    return parent.reliable, recent
+
+
+@dataclass
+class MemoryPlan:
+    """What one pathway attends to on one frame, in SAM 2's token order."""
+
+    spatial: list  # [(mem [Cm,h,w], temporal index, key weight)]: prompts first, then oldest -> newest
+    pointers: list  # [(ptr [C], temporal position, key weight)]: prompts first, then newest -> older
+
+
+def plan_memory(
+    leaf: Node,
+    frame: int,
+    cond: list[MemoryEntry],
+    cfg: TreeConfig,
+    num_maskmem: int,
+    max_ptrs: int,
+) -> MemoryPlan:
+    """Choose the memory of the pathway ending at `leaf` for tracking `frame`.
+
+    `cond` are the object's prompt memories reached so far in this pass. With
+    memory selection (SAM2Long) the spatial memory is the last `num_maskmem - 1`
+    entries of V = the reliable entries plus the previous frame (always), ranked
+    from the newest; pointers come from V without its oldest entry, positioned by
+    rank. Without it (SAM 2) memory is the previous frames by true distance.
+    """
+    n_spatial = num_maskmem - 1
+    cond_spatial = [(e.mem, num_maskmem - 1, PROMPT_SCORE) for e in cond]
+    # Prompt pointers only from prompts already passed (SAM 2's "pointers in the past").
+    cond_ptrs = [(e.ptr, abs(frame - e.frame), PROMPT_SCORE) for e in cond]
+
+    if cfg.memory_selection:
+        chosen = list(leaf.reliable)
+        if leaf.entry is not None and (not chosen or chosen[-1] is not leaf.entry):
+            chosen.append(leaf.entry)  # the previous frame is always in memory
+        spatial = [(e.mem, rank, e.object_score) for rank, e in enumerate(reversed(chosen[-n_spatial:]))]
+        spatial.reverse()
+        pointers = [(chosen[-r].ptr, r, chosen[-r].object_score) for r in range(1, len(chosen))]
+    else:
+        spatial, pointers = [], []
+        for e in leaf.recent:
+            dist = abs(frame - e.frame)
+            if dist <= n_spatial:
+                spatial.append((e.mem, dist - 1, e.object_score))
+        for e in reversed(leaf.recent):
+            dist = abs(frame - e.frame)
+            if dist < max_ptrs:
+                pointers.append((e.ptr, dist, e.object_score))
+
+    spatial_all = cond_spatial + spatial
+    pointers_all = cond_ptrs + pointers
+    if cfg.key_modulation and spatial:
+        low, high = cfg.modulation_range
+        fw = rank_weights([s for _, _, s in spatial_all], low, high)
+        pw = rank_weights([s for _, _, s in pointers_all], low, high)
+    else:
+        fw = [1.0] * len(spatial_all)
+        pw = [1.0] * len(pointers_all)
+    return MemoryPlan(
+        spatial=[(m, idx, w) for (m, idx, _), w in zip(spatial_all, fw)],
+        pointers=[(p, pos, w) for (p, pos, _), w in zip(pointers_all, pw)],
+    )
+
+
+def spatially_reachable(leaf: Node, next_frame: int, cfg: TreeConfig, num_maskmem: int) -> list[MemoryEntry]:
+    """Entries whose spatial features the pathway ending at `leaf` may still read."""
+    n_spatial = num_maskmem - 1
+    if cfg.memory_selection:
+        out = list(leaf.reliable[-n_spatial:])
+        if leaf.entry is not None:
+            out.append(leaf.entry)
+        return out
+    return [e for e in leaf.recent if abs(next_frame - e.frame) <= n_spatial]
+
+
+def drop_unreachable(leaves: list[Node], next_frame: int, cfg: TreeConfig, num_maskmem: int) -> None:
+    """Free spatial features no surviving pathway can read again. Reachability only
+    shrinks along a path, so a dropped feature is never needed later."""
+    keep = set()
+    for leaf in leaves:
+        keep.update(id(e) for e in spatially_reachable(leaf, next_frame, cfg, num_maskmem))
+    for leaf in leaves:
+        for e in leaf.reliable + leaf.recent:
+            if e.mem is not None and id(e) not in keep:
+                e.mem = None

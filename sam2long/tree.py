@@ -1,0 +1,119 @@
+"""The memory tree's decision rules, as pure functions of numbers.
+
+Everything here follows the SAM2Long paper (Ding et al., 2024) and our spec
+(`sam2long_spec.md` §2.4): candidates are scored by the parent's cumulative score
+plus ln(predicted IoU + 1e-5), the best P survive a stable sort, and when every
+pathway is unsure whether the object is visible, survivors are picked for
+diversity of their (signed, rounded) predicted IoU, then filled up from parents
+not yet represented. No tensors: these rules are unit-tested with scripted numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+LOG_EPS = 1e-5
+PROMPT_SCORE = 10.0  # object score given to prompt (conditioning) memories for modulation
+
+
+@dataclass(frozen=True)
+class TreeConfig:
+    """Knobs of the memory tree. Defaults are the paper's (P=3, dIoU=0.3, dconf=2)."""
+
+    pathways: int = 3  # P: memory banks kept per object
+    iou_threshold: float = 0.3  # dIoU: a frame enters memory only if predicted IoU > this ...
+    uncertainty: float = 2.0  # dconf: ... "uncertain" when every |object logit| <= this
+    memory_selection: bool = True  # object-aware memory (off: SAM 2's last frames)
+    key_modulation: bool = True  # weight memory keys by object-score rank
+    modulation_range: tuple[float, float] = (0.95, 1.05)
+    max_memory_frames: int = 15  # reliable frames kept per pathway (pointer budget - 1)
+
+    def __post_init__(self):
+        if not isinstance(self.pathways, int) or self.pathways < 1:
+            raise ValueError(f"pathways must be a whole number >= 1, got {self.pathways!r}")
+        if not 0.0 <= self.iou_threshold < 1.0:
+            raise ValueError(f"iou_threshold must be in [0, 1), got {self.iou_threshold!r}")
+        if self.uncertainty < 0:
+            raise ValueError(f"uncertainty must be >= 0, got {self.uncertainty!r}")
+        low, high = self.modulation_range
+        if not 0 < low <= high:
+            raise ValueError(f"modulation_range must satisfy 0 < low <= high, got {self.modulation_range!r}")
+        if self.max_memory_frames < 1:
+            raise ValueError("max_memory_frames must be >= 1")
+
+    @classmethod
+    def sam2(cls) -> "TreeConfig":
+        """Plain SAM 2: one pathway, the last frames as memory, no key modulation."""
+        return cls(pathways=1, memory_selection=False, key_modulation=False)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A surviving candidate: candidate `index` of pathway `parent`, with its new score."""
+
+    parent: int
+    index: int
+    score: float
+
+
+def candidate_score(parent_score: float, iou: float) -> float:
+    return parent_score + math.log(iou + LOG_EPS)
+
+
+def select_candidates(
+    parent_scores: list[float],
+    ious: list[list[float]],
+    object_logits: list[float],
+    pathways: int,
+    uncertainty: float,
+) -> list[Choice]:
+    """Pick the surviving candidates for the next frame, best first.
+
+    `ious[p][j]` is the predicted IoU of candidate j of pathway p, and
+    `object_logits[p]` that pathway's object-presence logit. Returns up to
+    `pathways` choices; choice k becomes pathway k.
+    """
+    cands = []  # (score, parent, index, diversity key), in (parent, index) order
+    for p, (acc, row, logit) in enumerate(zip(parent_scores, ious, object_logits)):
+        for j, iou in enumerate(row):
+            key = iou if logit > 0 else -iou
+            cands.append((candidate_score(acc, iou), p, j, key))
+    # Python's sort is stable: ties keep (parent, index) order.
+    ranked = sorted(cands, key=lambda c: -c[0])
+
+    if max(abs(x) for x in object_logits) > uncertainty:
+        chosen = ranked[:pathways]
+    else:
+        # Every pathway is unsure: keep candidates whose rounded signed IoU is new ...
+        chosen, seen = [], set()
+        for c in ranked:
+            r = round(c[3], 2)
+            if r not in seen:
+                chosen.append(c)
+                seen.add(r)
+                if len(chosen) == pathways:
+                    break
+        # ... then give parents not yet represented their best candidate.
+        if len(chosen) < pathways:
+            parents = {c[1] for c in chosen}
+            for p in range(len(parent_scores)):
+                if p not in parents:
+                    chosen.append(next(c for c in ranked if c[1] == p))
+                    if len(chosen) == pathways:
+                        break
+    return [Choice(parent=c[1], index=c[2], score=c[0]) for c in chosen]
+
+
+def rank_weights(scores: list[float], low: float, high: float) -> list[float]:
+    """Evenly spaced weights in [low, high], the k-th smallest score getting the
+    k-th smallest weight (ties keep list order). A single score gets `low`."""
+    n = len(scores)
+    if n == 1:
+        return [low]
+    steps = [low + (high - low) * k / (n - 1) for k in range(n)]
+    order = sorted(range(n), key=lambda i: scores[i])
+    weights = [0.0] * n
+    for rank, i in enumerate(order):
+        weights[i] = steps[rank]
+    return weights

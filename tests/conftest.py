@@ -1,0 +1,51 @@
+"""Shared fixtures: small random-weight SAM 2 models and synthetic clips.
+
+Models are built from the `sam2` configs with seeded random weights at a small
+input size, so the whole suite runs on a CPU in minutes.
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sam2long.model import LoadedModel, build_net  # noqa: E402
+
+SMALL = 128  # model input size for tests
+MEDIA = ROOT.parent / "shared" / "media"
+
+
+def small_net(variant="sam2.1_hiera_tiny", seed=0, image_size=SMALL, target=None):
+    torch.manual_seed(seed)
+    return build_net(variant, image_size=image_size, target=target)
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    return LoadedModel.from_net(small_net(), "sam2.1_hiera_tiny", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_v1_model():
+    return LoadedModel.from_net(small_net("sam2_hiera_tiny"), "sam2_hiera_tiny", device="cpu")
+
+
+def moving_square_clip(n=24, h=72, w=96, size=20, seed=0):
+    """A bright square moving over textured noise: [n, h, w, 3] uint8."""
+    g = torch.Generator().manual_seed(seed)
+    frames = (torch.rand(n, h, w, 3, generator=g) * 90).to(torch.uint8)
+    for i in range(n):
+        x = 5 + (i * 2) % (w - size - 5)
+        y = 10 + (i % 8)
+        frames[i, y : y + size, x : x + size] = torch.tensor([230, 60, 40], dtype=torch.uint8)
+    return frames
+
+
+@pytest.fixture(scope="session")
+def clip():
+    return moving_square_clip()

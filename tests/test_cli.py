@@ -18,7 +18,7 @@ from PIL import Image
 from sam2long import cli
 from sam2long.frames import open_frames
 
-W, H, N = 72, 56, 7
+W, H, N = 72, 56, 5
 SIZE = 128
 
 
@@ -140,7 +140,7 @@ def test_frame_and_object_apply_to_following_prompts():
     "extra,message",
     [
         (["--point", "500,10"], "outside the 72x56 frame"),
-        (["--frame", "99", "--point", "5,5"], "frames 0..6"),
+        (["--frame", "99", "--point", "5,5"], "frames 0..4"),
         (["--box", "5,5,100,20"], "outside"),
         ([], "no prompts"),
         (["--point", "5,5", "--start", "3"], "outside the tracked range"),
@@ -237,10 +237,10 @@ def test_two_objects_late_start_get_empty_masks(folder, tmp_path, capsys, in_mem
     out = tmp_path / "out"
     rc, _, err = run(["track", folder, "--checkpoint", "random", "--out", out, "--quiet", "--pathways", "2",
                       "--box", "8,12,32,38",
-                      "--object", "2", "--frame", "3", "--point", "30,45"], capsys)
+                      "--object", "2", "--frame", "2", "--point", "30,45"], capsys)
     assert rc == 0, err
     check_outputs(out, [1, 2], range(N))
-    for f in range(3):  # object 2 starts on frame 3
+    for f in range(2):  # object 2 starts on frame 2
         assert not np.asarray(Image.open(out / "2" / f"{f:05d}.png")).any()
 
 
@@ -252,22 +252,23 @@ def test_both_directions_and_mask_prompt(clip, tmp_path, capsys, in_memory_model
     Image.fromarray(mask).save(mpath)
     out = tmp_path / "out"
     rc, stdout, err = run(["track", clip, "--checkpoint", "random", "--out", out, "--both", "--json",
-                           "--frame", "3", "--mask", mpath, "--start", "1", "--end", "5"], capsys)
+                           "--frame", "2", "--mask", mpath, "--start", "1", "--end", "4"], capsys)
     assert rc == 0, err
-    check_outputs(out, [1], range(1, 6))
+    check_outputs(out, [1], range(1, 5))
     frames = [json.loads(line).get("frame") for line in stdout.strip().splitlines()[:-1]]
-    assert sorted(frames) == [1, 2, 3, 4, 5]
-    # the prompt frame's mask is the given mask
-    assert np.array_equal(np.asarray(Image.open(out / "1" / "00003.png")), mask)
+    assert sorted(frames) == [1, 2, 3, 4]
+    # the prompt frame's mask is the given mask (up to resampling to the model's size and back)
+    got = np.asarray(Image.open(out / "1" / "00002.png")) > 0
+    assert (got & (mask > 0)).sum() / (got | (mask > 0)).sum() > 0.8
 
 
 @needs_tracker
 def test_reverse(clip, tmp_path, capsys, in_memory_model):
     out = tmp_path / "out"
     rc, _, err = run(["track", clip, "--checkpoint", "random", "--out", out, "--reverse", "--quiet",
-                      "--frame", "4", "--point", "30,25"], capsys)
+                      "--frame", "3", "--point", "30,25"], capsys)
     assert rc == 0, err
-    check_outputs(out, [1], range(0, 5))
+    check_outputs(out, [1], range(0, 4))
 
 
 @needs_tracker

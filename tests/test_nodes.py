@@ -39,7 +39,6 @@ def comfy(tmp_path_factory):
     comfy_fake.install(str(models))
     _purge_nodes()
     nodes = importlib.import_module("nodes")
-    nodes.paths.register_model_folder() if hasattr(nodes, "paths") else None
     importlib.import_module("nodes.paths").register_model_folder()
     yield type("Comfy", (), {"fake": comfy_fake, "nodes": nodes, "models": models})
     _purge_nodes()
@@ -161,8 +160,8 @@ def test_loader_loads_and_hands_to_model_management(comfy, monkeypatch):
 
 # ------------------------------------------------------------------------------ prompts
 
-def test_points_json_formats():
-    sys.path.insert(0, REPO)
+def test_points_json_formats(comfy):
+    # parsing needs no model
     from nodes.prompts import parse_points
 
     assert parse_points('[{"x": 10, "y": 20}, {"x": 3.5, "y": 4}]') == [(10.0, 20.0), (3.5, 4.0)]
@@ -175,7 +174,7 @@ def test_points_json_formats():
         parse_points('[{"x": 1}]')
 
 
-def test_box_formats():
+def test_box_formats(comfy):
     from nodes.prompts import parse_boxes
 
     assert parse_boxes((1, 2, 30, 40)) == [[(1, 2, 30, 40)]]

@@ -83,7 +83,7 @@ GRAPHS = {
     "sam2long_keyframe_bidirectional": (
         "Prompt a key frame in the middle of the shot and track forward and backward from it.",
         video_in() + [
-            N(4, "ImageFromBatch", [340, 380], images=None, image=(2, 0),
+            N(4, "ImageFromBatch", [340, 380], image=(2, 0),
               widgets={"batch_index": 100, "length": 1}),
             N(5, "PreviewImage", [340, 560], title="Key frame (pick your click here)", images=(4, 0)),
             N(6, "SAM2LongPrompt", [340, 0], widgets=prompt_w(0, 100, pt(0.21, 0.59))),

@@ -61,8 +61,8 @@ class InferenceCore:
         self.num_maskmem = net.num_maskmem
         self.hidden_dim = net.hidden_dim
         self.mem_dim = net.mem_dim
-        self._mem_pos = None  # [HW, Cm] positional encoding of spatial memory (the same for every frame)
         size = model.image_size
+        self._mem_pos = self._memory_positions(size // net.backbone_stride)
         self._mean = torch.tensor(IMG_MEAN, device=self.device).view(3, 1, 1)
         self._std = torch.tensor(IMG_STD, device=self.device).view(3, 1, 1)
         self.image_size = size
@@ -170,17 +170,24 @@ class InferenceCore:
     # ---- internals ------------------------------------------------------------------------
     def _encode_memory(self, ff: FrameFeatures, high_res, object_logits, from_prompt: bool):
         feats, _, _ = ff.expand(high_res.size(0))
-        mem, mem_pos = self.net._encode_new_memory(
+        mem, _ = self.net._encode_new_memory(
             current_vision_feats=feats,
             feat_sizes=ff.feat_sizes,
             pred_masks_high_res=high_res,
             object_score_logits=object_logits,
             is_mask_from_pts=from_prompt,
         )
-        if self._mem_pos is None:
-            self._mem_pos = mem_pos[-1][0].flatten(1).t().float()  # [HW, Cm]
         # Stored in bf16, as SAM 2 and SAM2Long store memories.
         return mem.to(torch.bfloat16)
+
+    def _memory_positions(self, side: int) -> torch.Tensor:
+        """[HW, Cm] positional encoding of a spatial memory: the same for every frame.
+        Cast as the memory encoder casts it (to its output dtype under autocast)."""
+        x = torch.zeros(1, self.hidden_dim, side, side, device=self.device)
+        with torch.inference_mode(), self.model.autocast():
+            x = self.net.memory_encoder.out_proj(x)
+            pos = self.net.memory_encoder.position_encoding(x).to(x.dtype)
+        return pos[0].flatten(1).t().float()
 
     def _assemble(self, plans: list[MemoryPlan]):
         """Pad every plan to a common layout: [frames x HW tokens | pointer tokens]."""

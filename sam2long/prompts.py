@@ -84,12 +84,12 @@ class PromptSet:
         slot.points, slot.labels, slot.box, slot.mask = [], [], None, m
 
     # ---- checks against the frames ------------------------------------------------------
-    def check(self, height: int, width: int, first: int, last: int, frames=None):
-        """Every prompt must be inside the frame and its frame must exist."""
+    def check(self, height: int, width: int, first: int, last: int, frames: bool = True):
+        """Every prompt must be inside the frame, and (with `frames`) on a frame that exists."""
         for obj_id, per_frame in self.by_object.items():
             for frame, p in per_frame.items():
                 where = _where(obj_id, frame)
-                if frames is not None and not (first <= frame <= last):
+                if frames and not (first <= frame <= last):
                     raise PromptError(
                         f"{where}: frame {frame} does not exist (frames here are {first}..{last}); "
                         f"move the prompt to an existing frame"

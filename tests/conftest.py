@@ -49,3 +49,9 @@ def moving_square_clip(n=24, h=72, w=96, size=20, seed=0):
 @pytest.fixture(scope="session")
 def clip():
     return moving_square_clip()
+
+
+@pytest.fixture(scope="session")
+def micro_model():
+    """The smallest input the Hiera backbone takes (64 px): for long or many runs."""
+    return LoadedModel.from_net(small_net(image_size=64), "sam2.1_hiera_tiny", device="cpu")

@@ -117,3 +117,26 @@ def test_memory_selection_reaches_the_network(tiny_model):
     kept = [core.table[int(m.flatten()[0])] for m, _, _ in plans[0].spatial[1:]]
     # Spatial memory: the reliable (even) frames only; the previous frame 10 is one of them.
     assert [len(p) for p in kept] == [2, 4, 6, 8, 10]  # a path's length is its frame number
+
+
+def test_state_copies_a_long_uncommitted_tree(tiny_model):
+    # Pathways that never merge keep thousands of frames uncommitted; handing the state
+    # over must still work (no recursion per frame) and resume exactly.
+    def never_merge(t, path):
+        # After the split, every candidate has the same key (0.90): diversity keeps one,
+        # and the fill-up gives each other parent its best child, for ever.
+        return ([0.9, 0.6, 0.3] if t == 2 else [0.9, 0.9, 0.9]), UNSURE
+
+    tracker = Tracker(tiny_model, TreeConfig())
+    tracker.core = ScriptedCore(never_merge)
+    tracker.add_points(0, 1, [(1, 1)], [1])
+    source = frames(3000)
+    source.__class__.__len__ = lambda self: 1500  # the first chunk: frames 0..1499
+    list(tracker.propagate(source))
+    state = tracker.state()
+    leaves = state.run.objects[1].pathways
+    assert len({id(n) for n in leaves}) == 3
+    depth, node = 0, leaves[0]
+    while node.parent is not None:
+        depth, node = depth + 1, node.parent
+    assert depth > 1000

@@ -196,13 +196,7 @@ def test_example_workflows_served(server):
     assert sorted(templates[PACK]) == sorted(n[:-5] for n in os.listdir(API_DIR) if n.endswith(".json"))
 
 
-# The chunked workflow needs Tracker.resume on a later chunk, which the engine does not do yet
-# (see tests/test_nodes.py ENGINE_RESUME); it runs, but is allowed to fail until then.
-_PARAMS = [pytest.param(n, marks=pytest.mark.xfail(strict=False, reason="engine: resume on a later chunk"))
-           if n == "sam2long_chunked_long_shot" else n for n in EXPECTED]
-
-
-@pytest.mark.parametrize("name", _PARAMS)
+@pytest.mark.parametrize("name", list(EXPECTED))
 def test_workflow_runs(server, name):
     h = _queue(server, _workflow(name))
     assert h["status"]["status_str"] == "success", json.dumps(h["status"], indent=1)[-3000:]

@@ -338,27 +338,12 @@ def test_track_result_is_compact(comfy, handle):
 
 # ------------------------------------------------------------------------------ chunks
 
-def _engine_errors():
-    from sam2long.errors import PromptError
-
-    return (PromptError, AttributeError)
-
-
-# Tracker.resume on the next chunk (TensorFrames(..., first_index=N)) is the engine's part
-# (docs/API.md). At the time of writing it rejects the first chunk's prompts as "frame does
-# not exist" and then fails in the memory assembly; only those engine errors are tolerated
-# here, any other failure (wrong masks, mutated state) still fails. Remove once fixed.
-ENGINE_RESUME = pytest.mark.xfail(raises=_engine_errors(), strict=False,
-                                  reason="engine: Tracker.resume on a later chunk not working yet")
-
-
 def _chunked(comfy, handle, imgs, p, cut):
     (t1, m1, s1), _ = run(comfy, "SAM2LongTrack", model=handle, images=imgs[:cut], prompts=p)
     (t2, m2, s2), _ = run(comfy, "SAM2LongTrack", model=handle, images=imgs[cut:], state=s1)
     return (t1, m1, s1), (t2, m2, s2)
 
 
-@ENGINE_RESUME
 def test_chunk_continuation_matches_unchunked(comfy, handle):
     imgs = _frames(n=8)
     p = _prompt(comfy)
@@ -370,7 +355,6 @@ def test_chunk_continuation_matches_unchunked(comfy, handle):
     assert torch.equal(torch.cat([m1, m2]), mfull)
 
 
-@ENGINE_RESUME
 def test_chunk_continuation_multipath_after_boundary(comfy, handle):
     imgs = _frames(n=8)
     p = _prompt(comfy)
@@ -411,7 +395,6 @@ def test_interrupt_stops_promptly_and_leaves_nothing_behind(comfy, handle):
     assert torch.equal(again, ref)
 
 
-@ENGINE_RESUME
 def test_interrupted_chunk_keeps_input_state_intact(comfy, handle):
     imgs = _frames(n=8)
     (_, _, s1), _ = run(comfy, "SAM2LongTrack", model=handle, images=imgs[:4], prompts=_prompt(comfy))

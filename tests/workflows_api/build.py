@@ -194,7 +194,7 @@ def _ui(nodes, description):
         "widgets_values": [description + "\n\nPut a SAM 2.1 checkpoint (e.g. sam2.1_hiera_large.pt) in "
                            "ComfyUI/models/sam2 and the clip in ComfyUI/input. Prompts use normalized "
                            "coordinates (0..1); for pixel clicks wire KJNodes' Points Editor into "
-                           "positive_coords and set coordinates to pixels. See docs/nodes.md."],
+                           "positive_coords and set coordinates to pixels. See the README, section Nodes."],
     })
     return {
         "last_node_id": max(n["id"] for n in ui_nodes), "last_link_id": len(links),

@@ -1,0 +1,770 @@
+"""Benchmark: plain SAM 2 (the `sam2` package's SAM2VideoPredictor) vs our engine with the
+tree off, P=1 and P=3, on the same seeded random weights, clips and prompts.
+
+    PYTHONPATH=. python bench/run.py --quick            # a few minutes on a CPU
+    PYTHONPATH=. python bench/run.py --full             # long (10,000-frame runs)
+    PYTHONPATH=. python bench/run.py --device cuda --precision bf16 [--compile] --sections gpu
+
+Every measured case runs in a fresh subprocess (so peak process memory is per system);
+cases of one table are interleaved in rounds so that load changes hit all systems alike.
+Results are merged into bench/results.json (by section) and rendered to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+MEDIA = ROOT.parent / "shared" / "media"
+PREDICTOR = "sam2.sam2_video_predictor.SAM2VideoPredictor"
+SYSTEMS = {  # name -> description
+    "sam2": "SAM2VideoPredictor (plain SAM 2, `sam2` package)",
+    "off": "ours, tree off (TreeConfig.sam2())",
+    "p1": "ours, tree on, P=1",
+    "p3agree": "ours, P=3, uncertainty=0 (certain-frames rule: no diversity pick)",
+    "p3": "ours, P=3 default (random net: every frame uncertain, diverse pathways)",
+}
+
+
+# ------------------------------------------------------------------------------------------
+# Small helpers (used inside workers)
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def tensor_bytes(obj, seen=None) -> int:
+    """Bytes of the distinct tensors reachable through dicts/lists/tuples."""
+    import torch
+
+    seen = set() if seen is None else seen
+    if isinstance(obj, torch.Tensor):
+        if id(obj) in seen:
+            return 0
+        seen.add(id(obj))
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v, seen) for v in obj)
+    return 0
+
+
+class SyntheticFrames:
+    """A moving square over textured noise, synthesised on demand (no clip held in memory):
+    a FrameSource of any length."""
+
+    def __init__(self, n: int, height: int = 72, width: int = 96, size: int = 20, first_index: int = 0):
+        self.n, self.height, self.width, self.size, self.first_index = n, height, width, size, first_index
+        self.backgrounds, self._cache = 8, {}  # a few cached noise backgrounds, cycled
+
+    def __len__(self):
+        return self.n
+
+    def frame(self, i: int):
+        import torch
+
+        key = i % self.backgrounds
+        if key not in self._cache:
+            g = torch.Generator().manual_seed(key)
+            self._cache[key] = (torch.rand(self.height, self.width, 3, generator=g) * 90).to(torch.uint8)
+        f = self._cache[key].clone()
+        x = 5 + (i * 2) % (self.width - self.size - 5)
+        y = 10 + (i % 8)
+        f[y : y + self.size, x : x + self.size] = torch.tensor([230, 60, 40], dtype=torch.uint8)
+        return f
+
+    def frames(self, indices):
+        for i in indices:
+            yield i, self.frame(i)
+
+    def prompt(self):
+        return (5 + self.size // 2, 10 + self.size // 2)
+
+
+def open_clip(name: str, n: int):
+    """-> (FrameSource limited to the first n frames, prompt point)"""
+    if name.startswith("synth"):
+        src = SyntheticFrames(n, 1080, 1920, size=200) if name == "synth1080" else SyntheticFrames(n)
+        return src, src.prompt()
+    from sam2long.frames import open_frames
+
+    src = open_frames(MEDIA / f"{name}.mp4")
+    n = min(n, len(src))
+
+    class Head:  # the first n frames of a streamed video
+        height, width, first_index = src.height, src.width, src.first_index
+
+        def __len__(self):
+            return n
+
+        def frames(self, indices):
+            return src.frames(indices)
+
+    return Head(), (src.width // 2, src.height // 2)
+
+
+def percentile(xs, q):
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = (len(xs) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+# ------------------------------------------------------------------------------------------
+# Host-device synchronisation counter
+
+
+@contextlib.contextmanager
+def count_syncs(counter: Counter):
+    """Count calls that synchronise with the device on CUDA, by call site: tensor -> host
+    reads (.cpu .item .tolist .numpy bool() float() int()) and host -> device tensors
+    built from Python data (torch.tensor(..., device=...)), which PyTorch copies with a
+    stream sync. Reads of tensors already on the host (results of .cpu()) are not counted."""
+    import torch
+
+    names = ("cpu", "item", "tolist", "numpy", "__bool__", "__float__", "__int__")
+    saved = {n: getattr(torch.Tensor, n) for n in names}
+    saved_tensor = torch.tensor
+    host = {}  # storage address -> tensor moved to the host (kept alive while counting)
+
+    def site():
+        f = sys._getframe(2)
+        return f"{os.path.relpath(f.f_code.co_filename, ROOT) if str(ROOT) in f.f_code.co_filename else Path(f.f_code.co_filename).name}:{f.f_lineno}"
+
+    def wrap(name):
+        orig = saved[name]
+
+        def w(self, *a, **k):
+            if self.untyped_storage().data_ptr() not in host:
+                counter[f"{name} @ {site()}"] += 1
+            out = orig(self, *a, **k)
+            if name == "cpu" and isinstance(out, torch.Tensor):
+                # Views of it are host data too; holding it keeps its address from being reused.
+                host[out.untyped_storage().data_ptr()] = out
+            return out
+
+        return w
+
+    def tensor(*a, **k):
+        if k.get("device") is not None:
+            counter[f"torch.tensor(device=) @ {site()}"] += 1
+        return saved_tensor(*a, **k)
+
+    for n in names:
+        setattr(torch.Tensor, n, wrap(n))
+    torch.tensor = tensor
+    try:
+        yield counter
+    finally:
+        for n, f in saved.items():
+            setattr(torch.Tensor, n, f)
+        torch.tensor = saved_tensor
+
+
+# ------------------------------------------------------------------------------------------
+# Workers: one case per fresh process
+
+
+def make_model(spec, target=None):
+    import torch
+
+    from sam2long.model import LoadedModel, build_net
+
+    torch.manual_seed(0)
+    net = build_net(spec["variant"], spec["image_size"])
+    if target is not None:
+        other = build_net(spec["variant"], spec["image_size"], target=target)
+        other.load_state_dict(net.state_dict())
+        net = other
+    model = LoadedModel.from_net(net, spec["variant"], device=spec["device"], precision=spec["precision"])
+    if spec.get("compile"):
+        compile_net(model.net, ours=target is None)
+    return model
+
+
+def compile_net(net, ours: bool):
+    import torch
+
+    import sam2long.core as core
+
+    net.image_encoder.forward = torch.compile(net.image_encoder.forward, dynamic=False)
+    net.sam_mask_decoder.forward = torch.compile(net.sam_mask_decoder.forward, dynamic=True)
+    if ours:  # our batched memory attention is a function over the sam2 module's layers
+        core.memory_attention = torch.compile(core.memory_attention, dynamic=True)
+    else:
+        net.memory_attention.forward = torch.compile(net.memory_attention.forward, dynamic=True)
+
+
+def tree_for(system):
+    from sam2long.tree import TreeConfig
+
+    return {
+        "off": TreeConfig.sam2(),
+        "p1": TreeConfig(pathways=1),
+        "p3agree": TreeConfig(pathways=3, uncertainty=0.0),
+        "p3": TreeConfig(pathways=3),
+    }[system]
+
+
+def worker_track(spec) -> dict:
+    """Track one clip with one system; per-frame times, memory, state bytes at samples."""
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    cuda = spec["device"].startswith("cuda")
+    samples = set(spec.get("samples", []))
+    src, point = open_clip(spec["clip"], spec["frames"])
+    n = len(src)
+    stamps, state_at, rss_at, units = [], {}, {}, []
+    counter = Counter()
+    sync_cm = count_syncs(counter) if spec.get("syncs") else contextlib.nullcontext()
+    extra = {}
+    base = {}
+
+    def tick():
+        if cuda and not spec.get("syncs"):
+            torch.cuda.synchronize()
+        stamps.append(time.perf_counter())
+        if len(stamps) == 1:  # RSS growth is counted from the first (prompt) frame on
+            base["rss"] = rss_bytes()
+
+    if spec["system"] == "sam2":
+        import sam2.sam2_video_predictor as svp
+
+        from sam2long.core import InferenceCore
+
+        model = make_model(spec, target=PREDICTOR)
+        pred, core = model.net, InferenceCore(model)
+        t0 = time.perf_counter()
+
+        def load(**kw):  # SAM 2 loads (and keeps) every frame, preprocessed as our engine does
+            with torch.inference_mode():
+                imgs = torch.cat([core.preprocess(f) for _, f in src.frames(range(n))])
+            return imgs, src.height, src.width
+
+        svp.load_video_frames = load
+        with torch.inference_mode(), model.autocast():
+            state = pred.init_state(video_path="unused")
+            extra["init_s"] = time.perf_counter() - t0
+            extra["images_bytes"] = tensor_bytes(state["images"])
+            pred.add_new_points_or_box(state, 0, 1, points=[point], labels=[1])
+            with sync_cm:
+                for k, (t, _, masks) in enumerate(pred.propagate_in_video(state)):
+                    _ = (masks[0, 0] > 0).cpu()  # to the host, as our tracker hands masks out
+                    tick()
+                    if k + 1 in samples:
+                        held = {key: v for key, v in state.items() if key not in ("images",)}
+                        state_at[k + 1] = tensor_bytes(held)
+                        rss_at[k + 1] = rss_bytes() - base["rss"]
+                    units.append(1)
+    else:
+        from sam2long.tracker import Tracker
+
+        model = make_model(spec)
+        tracker = Tracker(model, tree_for(spec["system"]))
+        tracker.add_points(0, 1, [point], [1])
+        orig_track = tracker.core.track
+
+        def track(ff, plans):
+            units.append(len(plans))
+            return orig_track(ff, plans)
+
+        tracker.core.track = track
+
+        def on_step(t):
+            tick()
+            k = len(stamps)
+            if k in samples:
+                state_at[k] = tracker.state_nbytes()
+                rss_at[k] = rss_bytes() - base["rss"]
+
+        with sync_cm:
+            for r in tracker.propagate(src, on_step=on_step):
+                pass
+    dts = [b - a for a, b in zip(stamps, stamps[1:])]  # frame 0 (the prompt frame) excluded
+    out = {
+        "spec": spec,
+        "frames": len(stamps),
+        "dts": dts,
+        "state_at": state_at,
+        "rss_at": rss_at,
+        "peak_rss": peak_rss_bytes(),
+        "units_mean": sum(units) / max(1, len(units)),
+        "units_max": max(units, default=0),
+        **extra,
+    }
+    if cuda:
+        out["peak_gpu"] = torch.cuda.max_memory_allocated()
+    if spec.get("syncs"):
+        tracked = max(1, len(stamps))
+        out["syncs"] = dict(counter)
+        out["syncs_per_frame"] = sum(counter.values()) / tracked
+    return out
+
+
+def worker_micro(spec) -> dict:
+    """Batched track step (3 distinct memory plans in one call) vs 3 calls of one plan,
+    and the same for the memory commit, timed interleaved on one frame's features."""
+    import torch
+
+    from sam2long.tracker import Tracker
+
+    torch.set_num_threads(spec["threads"])
+    cuda = spec["device"].startswith("cuda")
+    model = make_model(spec)
+    src, point = open_clip(spec["clip"], spec["frames"])
+    tracker = Tracker(model, tree_for("p3"))
+    tracker.add_points(0, 1, [point], [1])
+    core = tracker.core
+    grabbed = {}
+    orig = core.track
+
+    def track(ff, plans):
+        grabbed["ff"], grabbed["plans"] = ff, plans
+        return orig(ff, plans)
+
+    core.track = track
+    for _ in tracker.propagate(src):
+        pass
+    ff, plans = grabbed["ff"], grabbed["plans"]
+
+    def timed(fn):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        r = fn()
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0, r
+
+    res = {"batched_track": [], "single_track": [], "batched_commit": [], "single_commit": []}
+    with torch.inference_mode(), model.autocast():
+        for _ in range(spec["repeats"]):
+            dt, dec = timed(lambda: orig(ff, plans))
+            res["batched_track"].append(dt)
+            res["batched_commit"].append(timed(lambda: core.commit(ff, dec, [(u, 0) for u in range(len(plans))]))[0])
+            s_t = s_c = 0.0
+            for p in plans:
+                dt, d1 = timed(lambda: orig(ff, [p]))
+                s_t += dt
+                s_c += timed(lambda: core.commit(ff, d1, [(0, 0)]))[0]
+            res["single_track"].append(s_t)
+            res["single_commit"].append(s_c)
+    return {"spec": spec, "units": len(plans), "memories": [len(p.spatial) for p in plans], **res}
+
+
+def worker_profile(spec) -> dict:
+    """Where a frame's time goes: wall time of each engine stage, summed over frames."""
+    import torch
+
+    import sam2long.core as core_mod
+    from sam2long.tracker import Tracker
+
+    torch.set_num_threads(spec["threads"])
+    cuda = spec["device"].startswith("cuda")
+    model = make_model(spec)
+    src, point = open_clip(spec["clip"], spec["frames"])
+    tracker = Tracker(model, tree_for(spec["system"]))
+    tracker.add_points(0, 1, [point], [1])
+    core = tracker.core
+    acc = Counter()
+
+    def timer(name, fn):
+        def w(*a, **k):
+            if cuda:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            r = fn(*a, **k)
+            if cuda:
+                torch.cuda.synchronize()
+            acc[name] += time.perf_counter() - t0
+            return r
+
+        return w
+
+    core.preprocess = timer("preprocess (resize, normalise)", core.preprocess)
+    core.encode_image = timer("image encoder", core.encode_image)
+    core._assemble = timer("memory assembly (_assemble)", core._assemble)
+    core_mod.memory_attention = timer("memory attention", core_mod.memory_attention)
+    net = model.net
+    net.sam_mask_decoder.forward = timer("mask decoder", net.sam_mask_decoder.forward)
+    net._encode_new_memory = timer("memory encoder (commit)", net._encode_new_memory)
+    core.track = timer("_track total", core.track)
+    stamps = []
+    t_start = time.perf_counter()
+    for r in tracker.propagate(src, on_step=lambda t: stamps.append(time.perf_counter())):
+        pass
+    total = time.perf_counter() - t_start
+    return {"spec": spec, "total": total, "frames": len(stamps), "stages": dict(acc)}
+
+
+WORKERS = {"track": worker_track, "micro": worker_micro, "profile": worker_profile}
+
+
+def run_case(spec: dict, timeout: int = 7200) -> dict:
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    t0 = time.perf_counter()
+    p = subprocess.run(
+        [sys.executable, str(Path(__file__)), "--worker", json.dumps(spec)],
+        capture_output=True, text=True, env=env, timeout=timeout,
+    )
+    line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
+    if p.returncode or not line:
+        sys.stderr.write(p.stderr[-3000:])
+        return {"spec": spec, "error": p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"rc {p.returncode}"}
+    out = json.loads(line[-1][7:])
+    out["wall_s"] = time.perf_counter() - t0
+    out["load"] = os.getloadavg()
+    print(f"  {spec.get('kind')} {spec.get('system', '')} {spec.get('clip')} n={spec.get('frames')} "
+          f"@{spec['image_size']}: {out['wall_s']:.0f}s  load {out['load'][0]:.1f}", flush=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Sections (the orchestrator)
+
+
+def base(args, **kw):
+    spec = dict(kind="track", variant=args.variant, image_size=args.image_size, device=args.device,
+                precision=args.precision, compile=args.compile, threads=args.threads, clip="synth", frames=10)
+    spec.update(kw)
+    return spec
+
+
+def interleaved(specs, rounds):
+    """Run every spec `rounds` times, round-robin; merge per-frame times of the rounds."""
+    merged = {}
+    for r in range(rounds):
+        for i, s in enumerate(specs):
+            out = run_case(s)
+            if i not in merged:
+                merged[i] = out
+            elif "error" not in out and "error" not in merged[i]:
+                m = merged[i]
+                m["dts"] += out["dts"]
+                m["peak_rss"] = max(m["peak_rss"], out["peak_rss"])
+                m["load_rounds"] = m.get("load_rounds", [m["load"][0]]) + [out["load"][0]]
+    return [merged[i] for i in range(len(specs))]
+
+
+def section_table(args, clip, frames, image_size, systems, rounds, variant=None):
+    specs = [base(args, clip=clip, frames=frames, image_size=image_size, system=s,
+                  variant=variant or args.variant) for s in systems]
+    return interleaved(specs, rounds)
+
+
+def section_long(args, lengths, systems, sam2_cap):
+    out = []
+    for s in systems:
+        n = max(lengths) if s != "sam2" else min(max(lengths), sam2_cap)
+        out.append(run_case(base(args, clip="synth", frames=n, image_size=64, system=s,
+                                 samples=[x for x in lengths if x <= n])))
+    return out
+
+
+def section_syncs(args, frames):
+    return [run_case(base(args, clip="synth", frames=frames, image_size=64, system=s, syncs=True))
+            for s in ("sam2", "off", "p3")]
+
+
+def section_micro(args, sizes, repeats):
+    return [run_case(base(args, kind="micro", clip="synth", frames=8, image_size=sz, repeats=repeats))
+            for sz in sizes]
+
+
+def section_profile(args, image_size, frames):
+    return [run_case(base(args, kind="profile", clip="bedroom", frames=frames, image_size=image_size, system=s))
+            for s in ("off", "p3")]
+
+
+# ------------------------------------------------------------------------------------------
+# Report
+
+
+def fmt_bytes(n):
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def stats(dts):
+    med = statistics.median(dts) if dts else float("nan")
+    return med, percentile(dts, 0.9), (1.0 / statistics.mean(dts) if dts else float("nan"))
+
+
+def table_rows(results):
+    ref = next((r for r in results if r["spec"].get("system") == "sam2" and "error" not in r), None)
+    off = next((r for r in results if r["spec"].get("system") == "off" and "error" not in r), None)
+    rows = ["| system | frames timed | median s/frame | p90 s/frame | frames/s | x SAM 2 (median) | x tree-off (median) "
+            "| pathways batched per frame | peak RSS | peak GPU | load (1 min) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        s = r["spec"].get("system")
+        if "error" in r:
+            rows.append(f"| {SYSTEMS.get(s, s)} | error: {r['error'][:80]} |" + " |" * 9)
+            continue
+        med, p90, fps = stats(r["dts"])
+        x_ref = med / stats(ref["dts"])[0] if ref else float("nan")
+        x_off = med / stats(off["dts"])[0] if off else float("nan")
+        loads = r.get("load_rounds", [r["load"][0]])
+        rows.append(
+            f"| {SYSTEMS.get(s, s)} | {len(r['dts'])} | {med:.3f} | {p90:.3f} | {fps:.2f} | {x_ref:.2f} | {x_off:.2f} "
+            f"| {r['units_mean']:.2f} | {fmt_bytes(r['peak_rss'])} | {fmt_bytes(r.get('peak_gpu'))} "
+            f"| {', '.join(f'{x:.1f}' for x in loads)} |"
+        )
+    return rows
+
+
+def render(data: dict, meta: dict) -> str:
+    L = ["# Benchmark results", "",
+         "Generated by `bench/run.py` (see `bench/README.md`). Every figure below was measured by the script;",
+         "rerun it to refresh. Sections run at different times keep their own metadata.", ""]
+    notes = [
+        "## What is measured, and caveats", "",
+        "- **Weights**: seeded random weights (`torch.manual_seed(0); build_net(variant, image_size)`), the same for",
+        "  every system (the SAM2VideoPredictor gets the same state dict). Random weights cost exactly what real",
+        "  ones cost per network call, but a random net is uncertain on every frame (object logit about 0.2, below",
+        "  the uncertainty threshold 2), so with the default TreeConfig the P=3 pathways are always picked for",
+        "  diversity and stay distinct: the worst case for cost.",
+        "- **P=3 'agree' (certain-frames rule)**: `TreeConfig(pathways=3, uncertainty=0.0)`, i.e. the rule for",
+        "  certain frames (no diversity pick, best P of the 3P candidates by score). Note: the engine shares a",
+        "  computation only between pathways that are the *same node*; after the seed frame the P survivors are",
+        "  always P distinct (parent, candidate) pairs, so this case still batches P=3 distinct pathways per frame",
+        "  (column 'pathways batched per frame'). Identical pathways are computed once only on the seed frame.",
+        "- **Per-frame time** is the wall time between consecutive frames of the propagation loop (the prompt",
+        "  frame excluded). For ours it includes streaming decode (PyAV, real clips) and resizing; the",
+        "  SAM2VideoPredictor decodes and resizes every frame up front (`init_state`, reported apart) and",
+        "  keeps them all in memory.",
+        "- **Peak RSS** is `ru_maxrss` of a fresh process per system (model build included).",
+        "- **Tracking-state bytes**: ours = `Tracker.state_nbytes()`; SAM 2 = tensors reachable from its",
+        "  `inference_state` except the preloaded frames (reported apart).",
+        "- **Syncs**: calls that synchronise host and device on CUDA, counted by call site on a CPU run: tensor",
+        "  reads to the host (`.cpu() .item() .tolist() .numpy() bool() float() int()`, not on tensors already",
+        "  moved to the host) and `torch.tensor(..., device=...)` (a host-to-device copy PyTorch follows with",
+        "  a stream sync). Other implicit syncs (boolean-mask indexing, `nonzero`) are not counted.",
+        "- CPU runs use `torch.set_num_threads(1)` (the box has 2 cores shared with other jobs; the 1-minute",
+        "  load average at the end of each case is in the tables). Systems of one table are interleaved in rounds.",
+        "- **GPU**: no GPU was lent to the session that produced these numbers, so the GPU rows are not measured.",
+        "  To measure them: `PYTHONPATH=. python bench/run.py --device cuda --precision bf16 --sections gpu`",
+        "  and again with `--compile`. The GPU section tracks a synthetic 1920x1080 clip (frames resized to the",
+        "  model's 1024 input on the device, as in every run), 120 frames, first frames include warm-up.",
+        "",
+    ]
+    L += notes
+    titles = {
+        "cpu1024": "Real clip at the real 1024 input, SAM 2.1 tiny, CPU",
+        "cups1024": "cups.mp4 at the 1024 input, SAM 2.1 tiny, CPU",
+        "synth256": "Synthetic clip (moving square) at 256 px input, SAM 2.1 tiny",
+        "long": "Growth with length: 64 px input, synthetic generator-backed clip",
+        "micro": "Batching: one track step of 3 distinct pathways vs 3 single-pathway calls",
+        "syncs": "Host-device synchronisations per frame",
+        "profile": "Profile: where a frame's time goes (bedroom.mp4, SAM 2.1 tiny, 1024 input)",
+        "gpu": "GPU: frames/s, SAM 2.1 tiny and large, 1024 input",
+    }
+    for key in ("cpu1024", "cups1024", "synth256", "gpu", "long", "micro", "syncs", "profile"):
+        if key not in data:
+            continue
+        sec = data[key]
+        m = sec["meta"]
+        L += [f"## {titles[key]}", "",
+              f"{m['date']} · commit `{m['commit']}` · {m['machine']} · torch {m['torch']} · load at start "
+              f"{m['load_start']} · command: `{m['command']}`", ""]
+        res = sec["results"]
+        if key in ("cpu1024", "cups1024", "synth256"):
+            first = next((r for r in res if "error" not in r), None)
+            if first:
+                sp = first["spec"]
+                L.append(f"Clip `{sp['clip']}`, first {sp['frames']} frames per round, {sp['variant']}, "
+                         f"input {sp['image_size']} px, one object prompted by a point on frame 0.")
+                L.append("")
+            L += table_rows(res)
+            init = [r for r in res if "init_s" in r]
+            if init:
+                L += ["", f"SAM2VideoPredictor `init_state` (decode + resize + hold all frames): "
+                          f"{init[0]['init_s']:.2f} s, frames held {fmt_bytes(init[0]['images_bytes'])}."]
+        elif key == "gpu":
+            for group in res:
+                L += [f"### {group['title']}", ""] + table_rows(group["results"]) + [""]
+        elif key == "long":
+            L += ["| system | length | tracking-state bytes | vs at 100 | RSS growth since frame 0 | median s/frame "
+                  "(whole run) | p90 | frames/s | peak RSS |", "|---|---|---|---|---|---|---|---|---|"]
+            for r in res:
+                s = r["spec"].get("system")
+                if "error" in r:
+                    L.append(f"| {SYSTEMS.get(s, s)} | error: {r['error'][:80]} |" + " |" * 7)
+                    continue
+                med, p90, fps = stats(r["dts"])
+                st = {int(k): v for k, v in r["state_at"].items()}
+                rs = {int(k): v for k, v in r["rss_at"].items()}
+                b100 = st.get(100)
+                for n in sorted(st):
+                    rel = f"{st[n] / b100:.3f}x" if b100 else "-"
+                    L.append(f"| {SYSTEMS.get(s, s)} | {n} | {st[n]:,} | {rel} | {fmt_bytes(rs.get(n))} | "
+                             f"{med:.4f} | {p90:.4f} | {fps:.1f} | {fmt_bytes(r['peak_rss'])} |")
+            capped = [r for r in res if r["spec"].get("system") == "sam2" and "error" not in r]
+            if capped:
+                L += ["", f"SAM2VideoPredictor is capped at {capped[0]['spec']['frames']} frames: it preloads every "
+                          f"frame (here {fmt_bytes(capped[0].get('images_bytes'))}) and keeps every frame's outputs, "
+                          "so its state grows with length by design."]
+        elif key == "micro":
+            L += ["| input px | distinct pathways | memory frames per pathway | batched track (median s) | "
+                  "3 single track calls (median s) | ratio | batched commit | 3 single commits | ratio |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+            for r in res:
+                if "error" in r:
+                    L.append(f"| {r['spec']['image_size']} | error: {r['error'][:80]} |" + " |" * 7)
+                    continue
+                bt, st_, bc, sc = (statistics.median(r[k]) for k in
+                                   ("batched_track", "single_track", "batched_commit", "single_commit"))
+                L.append(f"| {r['spec']['image_size']} | {r['units']} | {r['memories']} | {bt:.4f} | {st_:.4f} | "
+                         f"{bt / st_:.2f} | {bc:.4f} | {sc:.4f} | {bc / sc:.2f} |")
+        elif key == "syncs":
+            for r in res:
+                s = r["spec"].get("system")
+                if "error" in r:
+                    L.append(f"- {SYSTEMS.get(s, s)}: error {r['error'][:80]}")
+                    continue
+                L.append(f"- **{SYSTEMS.get(s, s)}**: {r['syncs_per_frame']:.2f} per frame "
+                         f"({r['frames']} frames incl. the prompt frame)")
+                for site, c in sorted(r["syncs"].items(), key=lambda kv: -kv[1]):
+                    L.append(f"  - {c / r['frames']:.2f}/frame `{site}`")
+        elif key == "profile":
+            L += ["| system | frames | total s | stage | s | share of total |", "|---|---|---|---|---|---|"]
+            for r in res:
+                if "error" in r:
+                    continue
+                s = r["spec"]["system"]
+                for stage, v in sorted(r["stages"].items(), key=lambda kv: -kv[1]):
+                    L.append(f"| {SYSTEMS.get(s, s)} | {r['frames']} | {r['total']:.1f} | {stage} | {v:.2f} | "
+                             f"{v / r['total']:.0%} |")
+            L += ["", "Stages nest: memory assembly, memory attention and the mask decoder are inside `_track total`; "
+                      "the memory encoder runs in the prompt and commit steps."]
+        L.append("")
+    return "\n".join(L)
+
+
+def git_commit():
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def machine(args):
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    s = f"{cpu}, {os.cpu_count()} cores"
+    if args.device.startswith("cuda") and torch.cuda.is_available():
+        s += f", {torch.cuda.get_device_name()}"
+    return s
+
+
+def save(section: str, results, args, results_path: Path):
+    import fcntl
+
+    import torch
+
+    meta = dict(date=datetime.datetime.now().isoformat(timespec="minutes"), commit=git_commit(),
+                machine=machine(args), torch=torch.__version__, load_start=args.load_start,
+                command="python bench/run.py " + " ".join(sys.argv[1:]))
+    with open(str(results_path) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(results_path.read_text()) if results_path.exists() else {}
+        data[section] = {"meta": meta, "results": results}
+        results_path.write_text(json.dumps(data, indent=1))
+        Path(args.out).write_text(render(data, meta))
+    print(f"wrote section {section} -> {args.out}", flush=True)
+
+
+QUICK = dict(cpu1024_frames=4, cpu1024_rounds=2, synth_frames=12, long=[100, 300], sam2_cap=300,
+             micro_sizes=[256], micro_repeats=3, sync_frames=20, profile_frames=4)
+FULL = dict(cpu1024_frames=20, cpu1024_rounds=1, synth_frames=40, long=[100, 1000, 10000], sam2_cap=1000,
+            micro_sizes=[1024, 256], micro_repeats=3, sync_frames=40, profile_frames=8)
+SECTIONS = ("syncs", "micro", "synth256", "cpu1024", "long", "profile")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="a few minutes on a CPU (default)")
+    g.add_argument("--full", action="store_true", help="20 frames at 1024, 10,000-frame growth runs (long)")
+    ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    ap.add_argument("--results", default=str(HERE / "results.json"), help="merged raw results (JSON)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="fp32", help="fp32 | bf16 | fp16 (CUDA autocast)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile encoder, memory attention, decoder")
+    ap.add_argument("--variant", default="sam2.1_hiera_tiny")
+    ap.add_argument("--image-size", type=int, default=1024)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per worker (CPU)")
+    ap.add_argument("--sections", default=None, help=f"comma list of {', '.join(SECTIONS)}, gpu")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        spec = json.loads(args.worker)
+        print("RESULT " + json.dumps(WORKERS[spec["kind"]](spec)), flush=True)
+        return
+    cfg = FULL if args.full else QUICK
+    args.load_start = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    sections = args.sections.split(",") if args.sections else (["gpu"] if args.device.startswith("cuda") else list(SECTIONS))
+    rp = Path(args.results)
+    for sec in sections:
+        print(f"[{sec}]", flush=True)
+        if sec == "syncs":
+            res = section_syncs(args, cfg["sync_frames"])
+        elif sec == "micro":
+            res = section_micro(args, cfg["micro_sizes"], cfg["micro_repeats"])
+        elif sec == "synth256":
+            res = section_table(args, "synth", cfg["synth_frames"], 256, list(SYSTEMS), 2)
+        elif sec == "cpu1024":
+            res = section_table(args, "bedroom", cfg["cpu1024_frames"], 1024, list(SYSTEMS), cfg["cpu1024_rounds"])
+        elif sec == "cups1024":
+            res = section_table(args, "cups", cfg["cpu1024_frames"], 1024, list(SYSTEMS), 1)
+        elif sec == "long":
+            res = section_long(args, cfg["long"], ["off", "p3", "sam2"], cfg["sam2_cap"])
+        elif sec == "profile":
+            res = section_profile(args, 1024, cfg["profile_frames"])
+        elif sec == "gpu":
+            res = []
+            for variant in ("sam2.1_hiera_tiny", "sam2.1_hiera_large"):
+                r = section_table(args, "synth1080", 120, 1024, ["sam2", "off", "p1", "p3"], 1, variant=variant)
+                res.append({"title": f"{variant}, {args.precision}, compile={args.compile}, synthetic 1920x1080, 120 "
+                                     f"frames (first frames include warm-up)", "results": r})
+        else:
+            raise SystemExit(f"unknown section {sec!r}")
+        save(sec, res, args, rp)
+
+
+if __name__ == "__main__":
+    main()

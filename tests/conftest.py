@@ -16,6 +16,10 @@ if str(ROOT) not in sys.path:
 
 from sam2long.model import LoadedModel, build_net  # noqa: E402
 
+# One intra-op thread: on a small, possibly busy CI box, torch's spinning worker threads
+# can make each step 20-30x slower when another process holds a core (measured here).
+torch.set_num_threads(1)
+
 SMALL = 128  # model input size for tests
 MEDIA = ROOT.parent / "shared" / "media"
 

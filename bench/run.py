@@ -616,12 +616,14 @@ def render(data: dict, meta: dict) -> str:
         "profile": "Profile: where a frame's time goes (bedroom.mp4, SAM 2.1 tiny, 1024 input)",
         "gpu": "GPU: frames/s, SAM 2.1 tiny and large, 1024 input",
     }
-    for key in ("cpu1024", "pair1024", "cups1024", "synth256", "gpu", "long", "micro", "syncs", "profile"):
-        if key not in data:
+    order = ("cpu1024", "pair1024", "cups1024", "synth256", "gpu", "long", "micro", "syncs", "profile")
+    for name in [k + sfx for k in order for sfx in ("-full", "")]:
+        if name not in data:
             continue
-        sec = data[key]
+        key = name.removesuffix("-full")
+        sec = data[name]
         m = sec["meta"]
-        L += [f"## {titles[key]}", "",
+        L += [f"## {titles[key]}" + (" (--full)" if name.endswith("-full") else ""), "",
               f"{m['date']} · commit `{m['commit']}` · {m['machine']} · torch {m['torch']} · load at start "
               f"{m['load_start']} · command: `{m['command']}`", ""]
         res = sec["results"]
@@ -742,9 +744,9 @@ def save(section: str, results, args, results_path: Path):
     print(f"wrote section {section} -> {args.out}", flush=True)
 
 
-QUICK = dict(cpu1024_frames=4, cpu1024_rounds=2, synth_frames=12, long=[100, 300], sam2_cap=300,
-             micro_sizes=[256], micro_repeats=3, sync_frames=20, profile_frames=4)
-FULL = dict(cpu1024_frames=20, cpu1024_rounds=1, synth_frames=40, long=[100, 1000, 10000], sam2_cap=1000,
+QUICK = dict(cpu1024_frames=3, cpu1024_rounds=1, synth_frames=8, synth_rounds=1, long=[100, 300], sam2_cap=300,
+             micro_sizes=[256], micro_repeats=3, sync_frames=20, profile_frames=3)
+FULL = dict(cpu1024_frames=20, cpu1024_rounds=1, synth_frames=40, synth_rounds=2, long=[100, 1000, 10000], sam2_cap=1000,
             micro_sizes=[1024, 256], micro_repeats=3, sync_frames=40, profile_frames=8)
 SECTIONS = ("syncs", "micro", "synth256", "cpu1024", "long", "profile")
 
@@ -784,7 +786,7 @@ def main():
         elif sec == "micro":
             res = section_micro(args, cfg["micro_sizes"], cfg["micro_repeats"])
         elif sec == "synth256":
-            res = section_table(args, "synth", cfg["synth_frames"], 256, list(SYSTEMS), 2)
+            res = section_table(args, "synth", cfg["synth_frames"], 256, list(SYSTEMS), cfg["synth_rounds"])
         elif sec == "cpu1024":
             res = section_table(args, "bedroom", cfg["cpu1024_frames"], 1024, list(SYSTEMS), cfg["cpu1024_rounds"])
         elif sec == "pair1024":  # SAM 2 vs tree off only, interleaved, with process CPU time per frame
@@ -803,7 +805,7 @@ def main():
                                      f"frames (first frames include warm-up)", "results": r})
         else:
             raise SystemExit(f"unknown section {sec!r}")
-        save(sec, res, args, rp)
+        save(sec + ("-full" if args.full else ""), res, args, rp)
 
 
 if __name__ == "__main__":

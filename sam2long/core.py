@@ -154,8 +154,8 @@ class InferenceCore:
     def commit(self, ff: FrameFeatures, decoded: Decoded, picks: list[tuple[int, int]]):
         """Memories for the chosen (unit, candidate) pairs. -> (pointers [K, C], mem [K, Cm, h, w])"""
         net = self.net
-        units = torch.tensor([u for u, _ in picks], device=self.device)
-        cands = torch.tensor([j for _, j in picks], device=self.device)
+        units = self._indices([u for u, _ in picks])
+        cands = self._indices([j for _, j in picks])
         obj = decoded.object_logits[units]  # [K, 1]
         ptr = net.obj_ptr_proj(decoded.tokens[units, cands])
         visible = torch.sigmoid(obj) if net.soft_no_obj_ptr else (obj > 0).float()
@@ -179,6 +179,13 @@ class InferenceCore:
         )
         # Stored in bf16, as SAM 2 and SAM2Long store memories.
         return mem.to(torch.bfloat16)
+
+    def _indices(self, values: list) -> torch.Tensor:
+        """Host integers on the device without a host-device sync (pinned, non-blocking)."""
+        t = torch.tensor(values)
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device)
 
     def _memory_positions(self, side: int) -> torch.Tensor:
         """[HW, Cm] positional encoding of a spatial memory: the same for every frame.
@@ -223,7 +230,7 @@ class InferenceCore:
         if ptr_pos and net.add_tpos_enc_to_obj_ptrs:
             # Pointer temporal encoding: a sine of position / (max pointers - 1), projected.
             dim = self.hidden_dim if net.proj_tpos_enc_in_obj_ptrs else cm
-            pe = get_1d_sine_pe(torch.tensor(ptr_pos, device=dev) / (self.max_ptrs - 1), dim=dim)
+            pe = get_1d_sine_pe(self._indices(ptr_pos) / (self.max_ptrs - 1), dim=dim)
             pe = net.obj_ptr_tpos_proj(pe).float()
             i = 0
             for b, plan in enumerate(plans):

@@ -427,12 +427,13 @@ class Tracker:
         H, W = self._frame_size
         lowres = torch.stack([got[o][0] for o in objs]).float()
         logits = F.interpolate(lowres[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0]
-        logits = logits.cpu()
+        # Threshold where the logits are; copy bool masks (4x fewer bytes) unless logits are wanted.
+        masks = (logits > 0).cpu()
         return FrameResult(
             frame_idx=t,
             obj_ids=objs,
-            masks=logits > 0,
-            logits=logits if return_logits else None,
+            masks=masks,
+            logits=logits.cpu() if return_logits else None,
             object_scores=[float(got[o][1]) for o in objs],
             pathway_scores=[float(got[o][2]) for o in objs],
         )

@@ -198,12 +198,12 @@ class Tracker:
             starts = self._first_prompts(start, end, latest=False)
             runs.append(_Pass(+1, min(starts.values()), starts, silent_starts=False))
             if direction == "both":
-                back = {o: f for o, f in starts.items()}
+                back = dict(starts)  # the forward pass consumes its own dict
                 runs.append(_Pass(-1, max(back.values()), back, silent_starts=True))
         else:
             starts = self._first_prompts(start, end, latest=True)
             runs.append(_Pass(-1, max(starts.values()), starts, silent_starts=False))
-        for i, run in enumerate(runs):
+        for run in runs:
             self._run = run
             stop = end if run.step > 0 else start
             yield from self._run_pass(source, stop, return_logits, on_step)

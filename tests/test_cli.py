@@ -22,15 +22,6 @@ W, H, N = 72, 56, 5
 SIZE = 128
 
 
-def _have_tracker() -> bool:
-    try:
-        import sam2long.tracker  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_tracker = pytest.mark.skipif(not _have_tracker(), reason="sam2long.tracker is not available")
 
 
 def clip_frame(i):
@@ -216,7 +207,6 @@ def check_outputs(out: Path, objects, frames):
     assert leftovers(out) == []
 
 
-@needs_tracker
 def test_track_real_checkpoint_json(clip, checkpoint, tmp_path, capsys):
     out = tmp_path / "out"
     rc, stdout, err = run(["track", clip, "--checkpoint", checkpoint, "--image-size", SIZE, "--device", "cpu",
@@ -232,7 +222,6 @@ def test_track_real_checkpoint_json(clip, checkpoint, tmp_path, capsys):
     assert summary["frames"] == N and summary["objects"] == [1] and summary["preview"].endswith("preview.mp4")
 
 
-@needs_tracker
 def test_two_objects_late_start_get_empty_masks(folder, tmp_path, capsys, in_memory_model):
     out = tmp_path / "out"
     rc, _, err = run(["track", folder, "--checkpoint", "random", "--out", out, "--quiet", "--pathways", "2",
@@ -244,7 +233,6 @@ def test_two_objects_late_start_get_empty_masks(folder, tmp_path, capsys, in_mem
         assert not np.asarray(Image.open(out / "2" / f"{f:05d}.png")).any()
 
 
-@needs_tracker
 def test_both_directions_and_mask_prompt(clip, tmp_path, capsys, in_memory_model):
     mask = np.zeros((H, W), np.uint8)
     mask[15:35, 22:40] = 255
@@ -262,7 +250,6 @@ def test_both_directions_and_mask_prompt(clip, tmp_path, capsys, in_memory_model
     assert (got & (mask > 0)).sum() / (got | (mask > 0)).sum() > 0.8
 
 
-@needs_tracker
 def test_reverse(clip, tmp_path, capsys, in_memory_model):
     out = tmp_path / "out"
     rc, _, err = run(["track", clip, "--checkpoint", "random", "--out", out, "--reverse", "--quiet",
@@ -271,7 +258,6 @@ def test_reverse(clip, tmp_path, capsys, in_memory_model):
     check_outputs(out, [1], range(0, 4))
 
 
-@needs_tracker
 def test_interrupt_leaves_only_complete_files(clip, tmp_path, capsys, in_memory_model, monkeypatch):
     import os
 
@@ -296,7 +282,6 @@ def test_interrupt_leaves_only_complete_files(clip, tmp_path, capsys, in_memory_
     assert not (out / "preview.mp4").exists()
 
 
-@needs_tracker
 def test_interrupt_from_progress_step(clip, tmp_path, capsys, in_memory_model, monkeypatch):
     class Bar:
         n = 0

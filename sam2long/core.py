@@ -63,6 +63,9 @@ class InferenceCore:
         self.mem_dim = net.mem_dim
         size = model.image_size
         self._mem_pos = self._memory_positions(size // net.backbone_stride)
+        # [num_maskmem, HW, Cm]: spatial + temporal encoding of a memory frame, by temporal index
+        tpos = net.maskmem_tpos_enc.detach().view(self.num_maskmem, 1, self.mem_dim).to(self.device)
+        self._spatial_pos = self._mem_pos + tpos
         self._mean = torch.tensor(IMG_MEAN, device=self.device).view(3, 1, 1)
         self._std = torch.tensor(IMG_STD, device=self.device).view(3, 1, 1)
         self.image_size = size
@@ -154,8 +157,8 @@ class InferenceCore:
     def commit(self, ff: FrameFeatures, decoded: Decoded, picks: list[tuple[int, int]]):
         """Memories for the chosen (unit, candidate) pairs. -> (pointers [K, C], mem [K, Cm, h, w])"""
         net = self.net
-        units = self._indices([u for u, _ in picks])
-        cands = self._indices([j for _, j in picks])
+        units = self._upload([u for u, _ in picks])
+        cands = self._upload([j for _, j in picks])
         obj = decoded.object_logits[units]  # [K, 1]
         ptr = net.obj_ptr_proj(decoded.tokens[units, cands])
         visible = torch.sigmoid(obj) if net.soft_no_obj_ptr else (obj > 0).float()
@@ -180,9 +183,9 @@ class InferenceCore:
         # Stored in bf16, as SAM 2 and SAM2Long store memories.
         return mem.to(torch.bfloat16)
 
-    def _indices(self, values: list) -> torch.Tensor:
-        """Host integers on the device without a host-device sync (pinned, non-blocking)."""
-        t = torch.tensor(values)
+    def _upload(self, values: list, dtype=None) -> torch.Tensor:
+        """A host list as a device tensor without a host-device sync (pinned, non-blocking)."""
+        t = torch.tensor(values, dtype=dtype)
         if self.device.type == "cuda":
             return t.pin_memory().to(self.device, non_blocking=True)
         return t.to(self.device)
@@ -197,46 +200,58 @@ class InferenceCore:
         return pos[0].flatten(1).t().float()
 
     def _assemble(self, plans: list[MemoryPlan]):
-        """Pad every plan to a common layout: [frames x HW tokens | pointer tokens]."""
-        net, dev = self.net, self.device
+        """Pad every plan to a common layout: [frames x HW tokens | pointer tokens].
+
+        A few batched copies per plan rather than one per memory entry: on a GPU every
+        small copy is a kernel launch, and a P=3 frame has ~60 entries."""
         hw, cm = self._mem_pos.shape
         per_ptr = self.hidden_dim // cm
         n_frames = max(len(p.spatial) for p in plans)
         n_ptrs = max(len(p.pointers) for p in plans)
-        n_keys = n_frames * hw + n_ptrs * per_ptr
-        batch = len(plans)
-        memory = torch.zeros(batch, n_keys, cm, device=dev)
-        memory_pos = torch.zeros(batch, n_keys, cm, device=dev)
-        weight = torch.ones(batch, n_keys, device=dev)
-        valid = torch.ones(batch, n_keys, dtype=torch.bool, device=dev)
-        tpos = net.maskmem_tpos_enc.view(self.num_maskmem, cm)
-
-        ptr_rows, ptr_pos = [], []
+        base = n_frames * hw
+        memory = torch.zeros(len(plans), base + n_ptrs * per_ptr, cm, device=self.device)
+        memory_pos = torch.zeros_like(memory)
+        ptr_pos = self._pointer_positions([position for p in plans for _, position, _ in p.pointers])
+        first_ptr = 0
         for b, plan in enumerate(plans):
-            for i, (mem, tidx, w) in enumerate(plan.spatial):
-                sl = slice(i * hw, (i + 1) * hw)
-                memory[b, sl] = mem.flatten(1).t()
-                memory_pos[b, sl] = self._mem_pos + tpos[tidx]
-                weight[b, sl] = w
-            valid[b, len(plan.spatial) * hw : n_frames * hw] = False
-            base = n_frames * hw
-            for i, (ptr, position, w) in enumerate(plan.pointers):
-                sl = slice(base + i * per_ptr, base + (i + 1) * per_ptr)
-                memory[b, sl] = ptr.view(per_ptr, cm)
-                weight[b, sl] = w
-                ptr_rows.append(sl)
-                ptr_pos.append(position)
-            valid[b, base + len(plan.pointers) * per_ptr :] = False
-        if ptr_pos and net.add_tpos_enc_to_obj_ptrs:
-            # Pointer temporal encoding: a sine of position / (max pointers - 1), projected.
-            dim = self.hidden_dim if net.proj_tpos_enc_in_obj_ptrs else cm
-            pe = get_1d_sine_pe(self._indices(ptr_pos) / (self.max_ptrs - 1), dim=dim)
-            pe = net.obj_ptr_tpos_proj(pe).float()
-            i = 0
-            for b, plan in enumerate(plans):
-                for _ in plan.pointers:
-                    memory_pos[b, ptr_rows[i]] = pe[i]
-                    i += 1
-        modulated = any(w != 1.0 for p in plans for _, _, w in p.spatial + p.pointers)
-        padded = any(len(p.spatial) < n_frames or len(p.pointers) < n_ptrs for p in plans)
-        return memory, memory_pos, n_ptrs * per_ptr, weight if modulated else None, valid if padded else None
+            if plan.spatial:
+                n = len(plan.spatial) * hw
+                mems = torch.stack([mem for mem, _, _ in plan.spatial])  # [k, Cm, h, w]
+                memory[b, :n] = mems.flatten(2).transpose(1, 2).reshape(n, cm)
+                memory_pos[b, :n] = torch.stack([self._spatial_pos[tidx] for _, tidx, _ in plan.spatial]).view(n, cm)
+            if plan.pointers:
+                k = len(plan.pointers)
+                sl = slice(base, base + k * per_ptr)
+                memory[b, sl] = torch.stack([ptr for ptr, _, _ in plan.pointers]).view(k * per_ptr, cm)
+                if ptr_pos is not None:  # each pointer is split into per_ptr tokens that share its position
+                    memory_pos[b, sl] = ptr_pos[first_ptr : first_ptr + k].repeat_interleave(per_ptr, dim=0)
+                first_ptr += k
+
+        def per_key(frame_values, ptr_values, fill):  # per entry [B, frames | pointers] -> per key [B, Nk]
+            rows = [_padded(f, n_frames, fill) + _padded(p, n_ptrs, fill) for f, p in zip(frame_values, ptr_values)]
+            t = self._upload(rows, torch.float32 if isinstance(fill, float) else torch.bool)
+            frames, ptrs = t[:, :n_frames], t[:, n_frames:]
+            return torch.cat([frames.repeat_interleave(hw, 1), ptrs.repeat_interleave(per_ptr, 1)], 1)
+
+        weight = valid = None
+        frame_w = [[w for _, _, w in p.spatial] for p in plans]
+        ptr_w = [[w for _, _, w in p.pointers] for p in plans]
+        if any(w != 1.0 for ws in frame_w + ptr_w for w in ws):
+            weight = per_key(frame_w, ptr_w, 1.0)
+        if any(len(p.spatial) < n_frames or len(p.pointers) < n_ptrs for p in plans):
+            valid = per_key([[True] * len(p.spatial) for p in plans], [[True] * len(p.pointers) for p in plans], False)
+        return memory, memory_pos, n_ptrs * per_ptr, weight, valid
+
+    def _pointer_positions(self, positions: list):
+        """[n, Cm] temporal encodings of pointers: a sine of position / (max pointers - 1),
+        projected (None where the network adds none)."""
+        net = self.net
+        if not positions or not net.add_tpos_enc_to_obj_ptrs:
+            return None
+        dim = self.hidden_dim if net.proj_tpos_enc_in_obj_ptrs else self.mem_dim
+        pe = get_1d_sine_pe(self._upload(positions) / (self.max_ptrs - 1), dim=dim)
+        return net.obj_ptr_tpos_proj(pe).float()
+
+
+def _padded(values: list, length: int, fill) -> list:
+    return values + [fill] * (length - len(values))

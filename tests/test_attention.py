@@ -53,3 +53,58 @@ def test_padded_slots_do_not_leak():
             module, curr.expand(-1, 2, -1), curr_pos.expand(-1, 2, -1), big_mem, big_pos, 8, key_valid=valid
         )
     torch.testing.assert_close(batched[:, :1], alone, atol=1e-4, rtol=1e-4)
+
+
+def test_memory_layout_of_a_padded_weighted_batch(micro_model):
+    """`_assemble` lays each plan out as SAM 2 does ([frames x HW | pointers split in
+    tokens]), pads the batch to the longest plan, and marks padding invalid."""
+    from sam2.modeling.sam2_utils import get_1d_sine_pe
+
+    from sam2long.core import InferenceCore
+    from sam2long.memory import MemoryPlan
+
+    core, net = InferenceCore(micro_model), micro_model.net
+    hw, cm = core._mem_pos.shape
+    per_ptr = core.hidden_dim // cm
+    side = int(hw**0.5)
+    g = torch.Generator().manual_seed(3)
+
+    def mem():
+        return torch.randn(cm, side, side, generator=g).to(torch.bfloat16)
+
+    def ptr():
+        return torch.randn(core.hidden_dim, generator=g)
+
+    long_plan = MemoryPlan(
+        spatial=[(mem(), 6, 10.0), (mem(), 2, 0.9), (mem(), 5, 1.0)],
+        pointers=[(ptr(), 0, 10.0), (ptr(), 1, 0.95), (ptr(), 7, 1.0)],
+    )
+    short_plan = MemoryPlan(spatial=[(mem(), 6, 1.0)], pointers=[(ptr(), 2, 1.0)])
+    with torch.inference_mode():
+        memory, memory_pos, n_ptr_tokens, weight, valid = core._assemble([long_plan, short_plan])
+
+    assert n_ptr_tokens == 3 * per_ptr and memory.shape == (2, 3 * hw + 3 * per_ptr, cm)
+    tpos = net.maskmem_tpos_enc.detach().view(-1, cm)
+    for b, plan in enumerate([long_plan, short_plan]):
+        for i, (m, tidx, w) in enumerate(plan.spatial):
+            rows = slice(i * hw, (i + 1) * hw)
+            assert torch.equal(memory[b, rows], m.float().flatten(1).t())
+            assert torch.equal(memory_pos[b, rows], core._mem_pos + tpos[tidx])
+            assert (weight[b, rows] == w).all() and valid[b, rows].all()
+        for i, (p, position, w) in enumerate(plan.pointers):
+            rows = slice(3 * hw + i * per_ptr, 3 * hw + (i + 1) * per_ptr)
+            assert torch.equal(memory[b, rows], p.view(per_ptr, cm))
+            with torch.inference_mode():
+                pe = net.obj_ptr_tpos_proj(get_1d_sine_pe(torch.tensor([position / 15]), dim=core.hidden_dim))
+            torch.testing.assert_close(memory_pos[b, rows], pe.float().expand(per_ptr, cm))
+            assert (weight[b, rows] == w).all() and valid[b, rows].all()
+    # The short plan's missing frames and pointers are padding: masked, zero, weight 1.
+    pad = torch.cat([torch.arange(hw, 3 * hw), torch.arange(3 * hw + per_ptr, 3 * hw + 3 * per_ptr)])
+    assert not valid[1, pad].any() and (memory[1, pad] == 0).all() and (weight[1, pad] == 1).all()
+    assert valid[0].all()
+
+    # One plan, unweighted: no weights and no mask, so attention runs exactly as SAM 2's.
+    plain = MemoryPlan(spatial=[(mem(), 6, 1.0)], pointers=[(ptr(), 0, 1.0)])
+    with torch.inference_mode():
+        *_, weight, valid = core._assemble([plain])
+    assert weight is None and valid is None

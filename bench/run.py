@@ -183,6 +183,23 @@ def count_syncs(counter: Counter):
         torch.tensor = saved_tensor
 
 
+@contextlib.contextmanager
+def count_ops(counter: Counter):
+    """Count ATen operators dispatched, views excluded (they launch no kernel): on a GPU
+    each is about one kernel launch, so this is the per-frame launch overhead, measured on
+    any device."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Mode(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not func.is_view:
+                counter[str(func.overloadpacket)] += 1
+            return func(*args, **(kwargs or {}))
+
+    with Mode():
+        yield counter
+
+
 # ------------------------------------------------------------------------------------------
 # Workers: one case per fresh process
 
@@ -239,8 +256,10 @@ def worker_track(spec) -> dict:
     n = len(src)
     stamps, state_at, rss_at, units = [], {}, {}, []
     cpu_stamps = []  # process CPU time: with one thread, insensitive to other jobs on the box
-    counter = Counter()
+    counter, ops = Counter(), Counter()
+    ops_at = []  # operators dispatched so far, at each frame's end
     sync_cm = count_syncs(counter) if spec.get("syncs") else contextlib.nullcontext()
+    ops_cm = count_ops(ops) if spec.get("syncs") else contextlib.nullcontext()
     extra = {}
     base = {}
 
@@ -249,6 +268,7 @@ def worker_track(spec) -> dict:
             torch.cuda.synchronize()
         stamps.append(time.perf_counter())
         cpu_stamps.append(time.process_time())
+        ops_at.append(sum(ops.values()))
         if len(stamps) == 1:  # RSS growth is counted from the first (prompt) frame on
             base["rss"] = rss_bytes()
 
@@ -272,7 +292,7 @@ def worker_track(spec) -> dict:
             extra["init_s"] = time.perf_counter() - t0
             extra["images_bytes"] = tensor_bytes(state["images"])
             pred.add_new_points_or_box(state, 0, 1, points=[point], labels=[1])
-            with sync_cm:
+            with sync_cm, ops_cm:
                 for k, (t, _, masks) in enumerate(pred.propagate_in_video(state)):
                     _ = (masks[0, 0] > 0).cpu()  # to the host, as our tracker hands masks out
                     tick()
@@ -302,10 +322,12 @@ def worker_track(spec) -> dict:
                 state_at[k] = tracker.state_nbytes()
                 rss_at[k] = rss_bytes() - base["rss"]
 
-        with sync_cm:
+        with sync_cm, ops_cm:
             for r in tracker.propagate(src, on_step=on_step):
                 pass
     dts = [b - a for a, b in zip(stamps, stamps[1:])]  # frame 0 (the prompt frame) excluded
+    warm = spec.get("warmup", 0)  # first frames dropped: CUDA/compile warm-up and the memory filling up
+    extra["warmup_s"], dts = sum(dts[:warm]), dts[warm:]
     out = {
         "spec": spec,
         "frames": len(stamps),
@@ -324,6 +346,9 @@ def worker_track(spec) -> dict:
         tracked = max(1, len(stamps))
         out["syncs"] = dict(counter)
         out["syncs_per_frame"] = sum(counter.values()) / tracked
+        per_frame = [b - a for a, b in zip(ops_at, ops_at[1:])]  # the prompt frame excluded
+        out["ops_median"] = percentile(per_frame, 0.5)
+        out["ops_top"] = {k: v / tracked for k, v in ops.most_common(8)}
     return out
 
 
@@ -596,12 +621,16 @@ def render(data: dict, meta: dict) -> str:
         "  reads to the host (`.cpu() .item() .tolist() .numpy() bool() float() int()`, not on tensors already",
         "  moved to the host) and `torch.tensor(..., device=...)` (a host-to-device copy PyTorch follows with",
         "  a stream sync). Other implicit syncs (boolean-mask indexing, `nonzero`) are not counted.",
+        "- **Operators per frame**: ATen operators dispatched per tracked frame, views excluded (median over",
+        "  frames, prompt frame excluded): on a GPU each is about one kernel launch, the per-frame overhead",
+        "  that eager PyTorch pays whatever the resolution. Counted on the same CPU run as the syncs.",
         "- CPU runs use `torch.set_num_threads(1)` (the box has 2 cores shared with other jobs; the 1-minute",
         "  load average at the end of each case is in the tables). Systems of one table are interleaved in rounds.",
-        "- **GPU**: no GPU was lent to the session that produced these numbers, so the GPU rows are not measured.",
-        "  To measure them: `PYTHONPATH=. python bench/run.py --device cuda --precision bf16 --sections gpu`",
-        "  and again with `--compile`. The GPU section tracks a synthetic 1920x1080 clip (frames resized to the",
-        "  model's 1024 input on the device, as in every run), 120 frames, first frames include warm-up.",
+        "- **GPU** (`--device cuda --precision bf16 --sections gpu`, and again with `--compile`): a synthetic",
+        "  1920x1080 clip, frames uploaded and resized to the model's input on the device inside the timed loop",
+        "  (the SAM2VideoPredictor does that in `init_state`); the first `--gpu-warmup` tracked frames (CUDA",
+        "  and compile warm-up, memory filling up) are not timed; one section per variant and compile setting.",
+        "  Sections appear below only once measured on a GPU.",
         "",
     ]
     L += notes
@@ -612,18 +641,22 @@ def render(data: dict, meta: dict) -> str:
         "synth256": "Synthetic clip (moving square) at 256 px input, SAM 2.1 tiny",
         "long": "Growth with length: 64 px input, synthetic generator-backed clip",
         "micro": "Batching: one track step of 3 distinct pathways vs 3 single-pathway calls",
-        "syncs": "Host-device synchronisations per frame",
+        "syncs": "Host-device synchronisations and operator launches per frame",
         "profile": "Profile: where a frame's time goes (bedroom.mp4, SAM 2.1 tiny, 1024 input)",
-        "gpu": "GPU: frames/s, SAM 2.1 tiny and large, 1024 input",
+        "gpu": "GPU: frames/s at 1080p",
     }
     order = ("cpu1024", "pair1024", "cups1024", "synth256", "gpu", "long", "micro", "syncs", "profile")
-    for name in [k + sfx for k in order for sfx in ("-full", "")]:
+    names = []
+    for k in order:  # GPU sections are saved one per variant and compile setting: gpu[-compile]-VARIANT
+        names += sorted(n for n in data if n.startswith("gpu-")) if k == "gpu" else [k + "-full", k]
+    for name in names:
         if name not in data:
             continue
-        key = name.removesuffix("-full")
+        key = "gpu" if name.startswith("gpu-") else name.removesuffix("-full")
         sec = data[name]
         m = sec["meta"]
-        L += [f"## {titles[key]}" + (" (--full)" if name.endswith("-full") else ""), "",
+        title = f"{titles[key]}: {name.removeprefix('gpu-')}" if key == "gpu" else titles[key]
+        L += [f"## {title}" + (" (--full)" if name.endswith("-full") else ""), "",
               f"{m['date']} · commit `{m['commit']}` · {m['machine']} · torch {m['torch']} · load at start "
               f"{m['load_start']} · command: `{m['command']}`", ""]
         res = sec["results"]
@@ -641,8 +674,16 @@ def render(data: dict, meta: dict) -> str:
                 L += ["", f"SAM2VideoPredictor `init_state` (decode + resize + hold all frames): "
                           f"{init[0]['init_s']:.2f} s, frames held {fmt_bytes(init[0]['images_bytes'])}."]
         elif key == "gpu":
-            for group in res:
-                L += [f"### {group['title']}", ""] + table_rows(group["results"]) + [""]
+            first = next((r for r in res if "error" not in r), None)
+            if first:
+                sp = first["spec"]
+                L += [f"{sp['variant']}, {sp['precision']}, torch.compile {'on' if sp.get('compile') else 'off'}, "
+                      f"synthetic 1920x1080 clip, input {sp['image_size']} px, {sp['frames']} frames; the first "
+                      f"{sp.get('warmup', 0)} tracked frames are warm-up (time in the last column), not timed.", ""]
+            L += table_rows(res) + ratio_lines(res)
+            L += ["", "| system | warm-up s |", "|---|---|"]
+            L += [f"| {SYSTEMS.get(r['spec']['system'])} | {r.get('warmup_s', float('nan')):.1f} |" for r in res
+                  if "error" not in r]
         elif key == "long":
             L += ["| system | length | tracking-state bytes | vs at 100 | RSS growth since frame 0 | median s/frame "
                   "(whole run) | p90 | frames/s | peak RSS |", "|---|---|---|---|---|---|---|---|---|"]
@@ -682,10 +723,14 @@ def render(data: dict, meta: dict) -> str:
                 if "error" in r:
                     L.append(f"- {SYSTEMS.get(s, s)}: error {r['error'][:80]}")
                     continue
-                L.append(f"- **{SYSTEMS.get(s, s)}**: {r['syncs_per_frame']:.2f} per frame "
-                         f"({r['frames']} frames incl. the prompt frame)")
+                ops = f"; {r['ops_median']:.0f} operators per frame (median)" if "ops_median" in r else ""
+                L.append(f"- **{SYSTEMS.get(s, s)}**: {r['syncs_per_frame']:.2f} syncs per frame "
+                         f"({r['frames']} frames incl. the prompt frame){ops}")
                 for site, c in sorted(r["syncs"].items(), key=lambda kv: -kv[1]):
                     L.append(f"  - {c / r['frames']:.2f}/frame `{site}`")
+                if "ops_top" in r:
+                    top = ", ".join(f"{k.removeprefix('aten.')} {v:.0f}" for k, v in r["ops_top"].items())
+                    L.append(f"  - most dispatched operators per frame: {top}")
         elif key == "profile":
             L += ["| system | frames | total s | stage | s | share of total |", "|---|---|---|---|---|---|"]
             for r in res:
@@ -765,6 +810,9 @@ def main():
     ap.add_argument("--image-size", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker (CPU)")
     ap.add_argument("--sections", default=None, help=f"comma list of {', '.join(SECTIONS)}, gpu")
+    ap.add_argument("--gpu-variants", default="sam2.1_hiera_tiny,sam2.1_hiera_large", help="gpu section: variants")
+    ap.add_argument("--gpu-frames", type=int, default=120, help="gpu section: frames tracked per system")
+    ap.add_argument("--gpu-warmup", type=int, default=20, help="gpu section: first tracked frames not timed")
     ap.add_argument("--render-only", action="store_true", help="rewrite --out from --results, measure nothing")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -797,12 +845,12 @@ def main():
             res = section_long(args, cfg["long"], ["off", "p3", "sam2"], cfg["sam2_cap"])
         elif sec == "profile":
             res = section_profile(args, 1024, cfg["profile_frames"])
-        elif sec == "gpu":
-            res = []
-            for variant in ("sam2.1_hiera_tiny", "sam2.1_hiera_large"):
-                r = section_table(args, "synth1080", 120, 1024, ["sam2", "off", "p1", "p3"], 1, variant=variant)
-                res.append({"title": f"{variant}, {args.precision}, compile={args.compile}, synthetic 1920x1080, 120 "
-                                     f"frames (first frames include warm-up)", "results": r})
+        elif sec == "gpu":  # one section per variant, so tiny and large can run in separate calls
+            for variant in args.gpu_variants.split(","):
+                specs = [base(args, clip="synth1080", frames=args.gpu_frames, image_size=args.image_size, system=s,
+                              variant=variant, warmup=args.gpu_warmup) for s in ("sam2", "off", "p1", "p3agree", "p3")]
+                save(f"gpu{'-compile' if args.compile else ''}-{variant}", interleaved(specs, 1), args, rp)
+            continue
         else:
             raise SystemExit(f"unknown section {sec!r}")
         save(sec + ("-full" if args.full else ""), res, args, rp)

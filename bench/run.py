@@ -810,6 +810,8 @@ def main():
     ap.add_argument("--image-size", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker (CPU)")
     ap.add_argument("--sections", default=None, help=f"comma list of {', '.join(SECTIONS)}, gpu")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="rounds of the clip tables (systems interleaved round by round; more rounds, less drift)")
     ap.add_argument("--gpu-variants", default="sam2.1_hiera_tiny,sam2.1_hiera_large", help="gpu section: variants")
     ap.add_argument("--gpu-frames", type=int, default=120, help="gpu section: frames tracked per system")
     ap.add_argument("--gpu-warmup", type=int, default=20, help="gpu section: first tracked frames not timed")
@@ -827,6 +829,7 @@ def main():
     args.load_start = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     sections = args.sections.split(",") if args.sections else (["gpu"] if args.device.startswith("cuda") else list(SECTIONS))
     rp = Path(args.results)
+    rounds = args.rounds
     for sec in sections:
         print(f"[{sec}]", flush=True)
         if sec == "syncs":
@@ -834,13 +837,16 @@ def main():
         elif sec == "micro":
             res = section_micro(args, cfg["micro_sizes"], cfg["micro_repeats"])
         elif sec == "synth256":
-            res = section_table(args, "synth", cfg["synth_frames"], 256, list(SYSTEMS), cfg["synth_rounds"])
+            res = section_table(args, "synth", cfg["synth_frames"], 256, list(SYSTEMS),
+                                rounds or cfg["synth_rounds"])
         elif sec == "cpu1024":
-            res = section_table(args, "bedroom", cfg["cpu1024_frames"], 1024, list(SYSTEMS), cfg["cpu1024_rounds"])
+            res = section_table(args, "bedroom", cfg["cpu1024_frames"], 1024, list(SYSTEMS),
+                                rounds or cfg["cpu1024_rounds"])
         elif sec == "pair1024":  # SAM 2 vs tree off only, interleaved, with process CPU time per frame
             res = section_table(args, "bedroom", 10, 1024, ["sam2", "off", "p3"], 2)
         elif sec == "cups1024":
-            res = section_table(args, "cups", cfg["cpu1024_frames"], 1024, list(SYSTEMS), 1)
+            res = section_table(args, "cups", cfg["cpu1024_frames"], 1024, list(SYSTEMS),
+                                rounds or cfg["cpu1024_rounds"])
         elif sec == "long":
             res = section_long(args, cfg["long"], ["off", "p3", "sam2"], cfg["sam2_cap"])
         elif sec == "profile":

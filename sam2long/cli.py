@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,12 +24,6 @@ DEMO_VIDEO = Path(__file__).resolve().parent / "assets" / "demo.mp4"
 # The girl in the blue dress on frame 0 of the demo clip (480x270): two clicks, top and skirt.
 DEMO_POINTS = [(197.0, 78.0), (200.0, 110.0)]
 DEMO_CHECKPOINT = "sam2.1_hiera_tiny"
-
-# Overlay colours for objects 1, 2, 3, ... (RGB), cycled.
-PALETTE = [
-    (255, 64, 64), (64, 160, 255), (255, 200, 0), (64, 220, 120), (200, 90, 255),
-    (255, 128, 0), (0, 220, 220), (255, 90, 180), (160, 200, 40), (140, 140, 255),
-]
 
 TRACK_EPILOG = """\
 prompts:
@@ -237,128 +230,6 @@ def expected_frames(groups, direction, start, end) -> list[int]:
     return list(range(start, end + 1))
 
 
-# --- writing --------------------------------------------------------------------------
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-class MaskWriter:
-    """Writes one PNG per (object, frame) atomically and remembers the temp file in flight."""
-
-    def __init__(self, out: Path, obj_ids: list[int]):
-        self.out = out
-        self.obj_ids = obj_ids
-        self.in_flight: Path | None = None
-        self.written = 0
-        for obj in obj_ids:
-            (out / str(obj)).mkdir(parents=True, exist_ok=True)
-
-    def path(self, obj: int, frame: int) -> Path:
-        return self.out / str(obj) / f"{frame:05d}.png"
-
-    def write(self, obj: int, frame: int, mask_u8) -> None:
-        from PIL import Image
-
-        final = self.path(obj, frame)
-        tmp = _tmp_name(final)
-        self.in_flight = tmp
-        Image.fromarray(mask_u8, mode="L").save(tmp, format="PNG", compress_level=3)
-        os.replace(tmp, final)
-        self.in_flight = None
-        self.written += 1
-
-    def cleanup(self) -> None:
-        if self.in_flight is not None:
-            try:
-                self.in_flight.unlink()
-            except FileNotFoundError:
-                pass
-            self.in_flight = None
-
-
-def _even(n: int) -> int:
-    return n + (n % 2)
-
-
-class PreviewWriter:
-    """An overlay video written frame by frame to a temporary file, renamed at close."""
-
-    def __init__(self, path: Path, width: int, height: int, fps: float):
-        import av
-
-        self.path = path
-        self.tmp = _tmp_name(path)
-        self.width, self.height = width, height
-        self.container = av.open(str(self.tmp), mode="w", format="mp4")
-        rate = max(1, int(round(fps))) if fps and fps > 0 else 24
-        self.stream = None
-        for codec in ("libx264", "h264", "mpeg4"):
-            try:
-                stream = self.container.add_stream(codec, rate=rate)
-            except Exception:
-                continue
-            self.stream = stream
-            break
-        if self.stream is None:  # pragma: no cover - PyAV always ships mpeg4
-            self.container.close()
-            raise RuntimeError("no H.264 or MPEG-4 encoder in this PyAV build")
-        self.codec = self.stream.codec_context.name
-        self.stream.width, self.stream.height = _even(width), _even(height)
-        self.stream.pix_fmt = "yuv420p"
-        if self.codec in ("libx264", "h264"):
-            self.stream.options = {"crf": "20", "preset": "veryfast"}
-        else:
-            self.stream.bit_rate = max(2_000_000, width * height * 8)
-        self.frames = 0
-
-    def add(self, image, masks: dict[int, "object"]) -> None:
-        import av
-        import numpy as np
-
-        img = np.asarray(image)[..., :3].astype(np.float32)
-        for obj, m in masks.items():
-            if m is None or not m.any():
-                continue
-            colour = np.array(PALETTE[(obj - 1) % len(PALETTE)], np.float32)
-            img[m] = img[m] * 0.45 + colour * 0.55
-            # a solid outline so thin parts stay visible
-            edge = m & ~(np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1))
-            img[edge] = colour
-        out = img.clip(0, 255).astype(np.uint8)
-        if out.shape[0] % 2 or out.shape[1] % 2:
-            out = np.pad(out, ((0, out.shape[0] % 2), (0, out.shape[1] % 2), (0, 0)), mode="edge")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(out), format="rgb24")
-        for packet in self.stream.encode(frame):
-            self.container.mux(packet)
-        self.frames += 1
-
-    def close(self) -> None:
-        for packet in self.stream.encode():
-            self.container.mux(packet)
-        self.container.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        try:
-            self.container.close()
-        except Exception:
-            pass
-        try:
-            self.tmp.unlink()
-        except FileNotFoundError:
-            pass
-
-
-def _load_mask_png(path: Path):
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im) > 127
-
-
 # --- the job ------------------------------------------------------------------------
 
 
@@ -380,6 +251,7 @@ def _bar(total, quiet):
 def run_track(args, *, stdout=None) -> int:
     from .errors import CheckpointError, FrameError, PromptError
     from .frames import open_frames
+    from .writers import MatteWriter, PreviewWriter
 
     stdout = stdout or sys.stdout
     t0 = time.perf_counter()
@@ -428,7 +300,7 @@ def run_track(args, *, stdout=None) -> int:
     obj_ids = sorted({obj for _, obj in groups})
     frames_expected = expected_frames(groups, direction, start, end)
     out.mkdir(parents=True, exist_ok=True)
-    writer = MaskWriter(out, obj_ids)
+    writer = MatteWriter(out, obj_ids)
     preview_path = out / "preview.mp4"
     preview = None
     bar = None
@@ -482,7 +354,7 @@ def run_track(args, *, stdout=None) -> int:
                 preview = PreviewWriter(preview_path, source.width, source.height, getattr(source, "fps", 24.0))
                 done = sorted(set(committed))
                 for idx, image in source.frames(done):
-                    masks = {o: _load_mask_png(writer.path(o, idx)) for o in obj_ids}
+                    masks = {o: writer.read(o, idx) for o in obj_ids}
                     preview.add(image, masks)
             preview.close()
             preview = None

@@ -270,7 +270,9 @@ def test_interrupt_leaves_only_complete_files(clip, tmp_path, capsys, in_memory_
             raise KeyboardInterrupt
         return real_replace(src, dst)
 
-    monkeypatch.setattr(cli.os, "replace", replace)
+    import sam2long.writers as writers
+
+    monkeypatch.setattr(writers.os, "replace", replace)
     out = tmp_path / "out"
     rc, _, err = run(["track", clip, "--checkpoint", "random", "--out", out, "--quiet", "--point", "20,25"], capsys)
     assert rc == 130

@@ -201,8 +201,11 @@ class VideoFrames:
 
     def _decode_range(self, a: int, b: int) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (index, frame) for a <= index <= b in ascending order."""
+        failed_at = a  # the frame being decoded when the decoder gives up
         try:
-            yield from self._decode_range_inner(a, b)
+            for i, frame in self._decode_range_inner(a, b):
+                failed_at = i + 1
+                yield i, frame
         except FrameError:
             raise
         except Exception as e:
@@ -210,7 +213,7 @@ class VideoFrames:
 
             if isinstance(e, getattr(av, "FFmpegError", ())) or type(e).__module__.startswith("av"):
                 raise FrameError(
-                    f"cannot decode video {str(self.path)!r} near frame {a} ({_av_message(e)}): "
+                    f"cannot decode video {str(self.path)!r} at frame {failed_at} ({_av_message(e)}): "
                     f"the file is corrupt or truncated; re-export it or give a folder of frames"
                 ) from None
             raise

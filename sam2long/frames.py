@@ -137,7 +137,8 @@ class VideoFrames:
         try:
             with av.open(str(path)) as container:
                 if not container.streams.video:
-                    raise FrameError(f"{str(path)!r} has no video stream: give a video file with picture")
+                    raise FrameError(f"{str(path)!r} has no video stream: the file is truncated or corrupt, or "
+                                     f"holds no picture; re-export it (e.g. H.264 .mp4) or give a folder of frames")
                 stream = container.streams.video[0]
                 self.width = int(stream.codec_context.width)
                 self.height = int(stream.codec_context.height)

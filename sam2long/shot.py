@@ -97,7 +97,8 @@ class Shot:
 def open_shot(path, first_frame: int = 0, frame_count: int = 0) -> Shot:
     """Open a video file, a folder of frames or an image sequence and pick a range:
     `first_frame` is its 0-based position in the shot, `frame_count` its length
-    (0 = to the end). Raises FrameError naming the problem and the fix."""
+    (0 = to the end). Raises FrameError naming the problem and the fix, also for a
+    video that is cut short before the range's end."""
     source = open_frames(path)
     total = len(source)
     first, count = int(first_frame), int(frame_count)
@@ -111,6 +112,9 @@ def open_shot(path, first_frame: int = 0, frame_count: int = 0) -> Shot:
     if first + count > total:
         raise FrameError(f"frames {first}..{first + count - 1} run past the end of {str(path)!r} "
                          f"(frames 0..{total - 1}); lower frame_count or set it to 0 (= to the end)")
+    # Decoding the range's last frame finds a truncated file now, before anything is written.
+    for _ in source.frames([source.first_index + first + count - 1]):
+        pass
     padding = getattr(source, "padding", None)
     return Shot(path=str(path), start=first, count=count, total=total, width=int(source.width),
                 height=int(source.height), fps=float(getattr(source, "fps", 0.0) or 0.0),

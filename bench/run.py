@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -448,7 +449,159 @@ def worker_profile(spec) -> dict:
     return {"spec": spec, "total": total, "frames": len(stamps), "stages": dict(acc)}
 
 
-WORKERS = {"track": worker_track, "micro": worker_micro, "profile": worker_profile}
+# ------------------------------------------------------------------------------------------
+# Host memory of the ComfyUI node path (fake ComfyUI modules, tests/comfy_fake)
+
+HOSTMEM_CKPT = "random_sam2.1_hiera_tiny.pt"
+HOSTMEM_SIZE = (1080, 1920)
+HOSTMEM_SQUARE = 200  # side of the moving square, px
+
+
+def hostmem_frame(i: int, background):
+    """Frame i of the synthetic 1080p shot: a square moving over a smooth gradient."""
+    h, w = HOSTMEM_SIZE
+    f = background.copy()
+    x = 100 + (i * 7) % (w - HOSTMEM_SQUARE - 200)
+    y = 400 + (i % 50)
+    f[y:y + HOSTMEM_SQUARE, x:x + HOSTMEM_SQUARE] = (230, 60, 40)
+    return f
+
+
+def make_hostmem_inputs(work: Path, frames: int) -> dict:
+    """The synthetic shot (an mp4 written frame by frame with PyAV, never held whole) and a
+    random-weight checkpoint in models/sam2; made once, reused by every case."""
+    import av
+    import numpy as np
+    import torch
+
+    from sam2long.model import build_net
+
+    for d in ("models/sam2", "input", "output", "temp"):
+        (work / d).mkdir(parents=True, exist_ok=True)
+    out = {}
+    ckpt = work / "models" / "sam2" / HOSTMEM_CKPT
+    if not ckpt.exists():
+        torch.manual_seed(0)
+        torch.save({"model": build_net("sam2.1_hiera_tiny").state_dict()}, ckpt)
+    clip = work / "input" / f"synth1080_{frames}.mp4"
+    if not clip.exists():
+        t0 = time.perf_counter()
+        h, w = HOSTMEM_SIZE
+        yy, xx = np.mgrid[0:h, 0:w]
+        bg = (np.stack([xx * 255 // w, yy * 255 // h, (xx + yy) * 255 // (w + h)], -1) // 2 + 30).astype(np.uint8)
+        tmp = clip.with_name(".partial_" + clip.name)
+        with av.open(str(tmp), "w", format="mp4") as c:
+            s = c.add_stream("mpeg4", rate=24)
+            s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+            for i in range(frames):
+                for p in s.encode(av.VideoFrame.from_ndarray(hostmem_frame(i, bg), format="rgb24")):
+                    c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+        os.replace(tmp, clip)
+        out["generate_s"] = time.perf_counter() - t0
+    out["clip"], out["clip_bytes"] = str(clip), clip.stat().st_size
+    return out
+
+
+def vm_hwm_bytes() -> int:
+    """Peak RSS since the last reset_peak_rss() (VmHWM; ru_maxrss cannot be reset)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def reset_peak_rss() -> None:
+    with open("/proc/self/clear_refs", "w") as f:  # "5" resets the peak RSS to the current RSS
+        f.write("5")
+
+
+def decode_like_core(path: str, n: int):
+    """The first n frames as one IMAGE batch, the way core's GetVideoComponents builds it
+    (VideoFromFile.get_components: a list of float frames, then torch.stack)."""
+    import av
+    import torch
+
+    frames = []
+    with av.open(path) as c:
+        for f in c.decode(video=0):
+            if len(frames) == n:
+                break
+            frames.append(torch.from_numpy(f.to_ndarray(format="rgb24")) / 255.0)
+    return torch.stack(frames)
+
+
+def worker_hostmem(spec) -> dict:
+    """One queue of the node path in a fresh process: peak RSS above the RSS before the run.
+
+    stream: SAM2Long Load Shot -> Track (shot) -> Save Mattes.
+    image:  core-style decode to IMAGE -> Track (images) -> every frame of the MASK output
+            saved as a PNG (what MaskToImage -> SaveImage does)."""
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    work = Path(spec["work"])
+    os.environ["SAM2LONG_TEST_IMAGE_SIZE"] = str(spec["image_size"])
+    sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+    import comfy_fake
+
+    comfy_fake.install(str(work / "models"))
+    fp = sys.modules["folder_paths"]
+    run_dir = work / "output" / f"{spec['path']}_{spec['frames']}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for name, folder in (("input", work / "input"), ("output", run_dir), ("temp", work / "temp")):
+        folder.mkdir(parents=True, exist_ok=True)
+        if not hasattr(fp, f"get_{name}_directory"):
+            setattr(fp, f"get_{name}_directory", lambda folder=folder: str(folder))
+    import nodes
+    from nodes.paths import register_model_folder
+
+    register_model_folder()
+    run = comfy_fake.run_node
+    (model,), _ = run(nodes.SAM2LongModelLoader, ckpt_name=HOSTMEM_CKPT)
+    h, w = HOSTMEM_SIZE
+    cx, cy = 100 + HOSTMEM_SQUARE / 2, 400 + HOSTMEM_SQUARE / 2
+    (prompts,), _ = run(nodes.SAM2LongPrompt, frame_index=0, coordinates="normalized",
+                        positive_coords=json.dumps([{"x": cx / w, "y": cy / h}]))
+    n = spec["frames"]
+    before = rss_bytes()
+    reset_peak_rss()
+    stages, t0 = {}, time.perf_counter()
+
+    def stage(name):
+        stages[name] = {"peak": vm_hwm_bytes(), "s": time.perf_counter() - t0}
+        reset_peak_rss()
+
+    if spec["path"] == "stream":
+        (shot, count, *_), _ = run(nodes.SAM2LongLoadShot, path=spec["clip"], frame_count=n)
+        assert count == n, (count, n)
+        (track, masks, _state), _ = run(nodes.SAM2LongTrack, model=model, shot=shot, prompts=prompts)
+        del masks, _state
+        stage("load shot + track")
+        (folder,), _ = run(nodes.SAM2LongSaveMattes, track=track, folder=str(run_dir / "mattes"), mode="union")
+        stage("save mattes")
+        written = sum(1 for p in Path(folder).rglob("*.png"))
+    else:
+        images = decode_like_core(spec["clip"], n)
+        stage("decode to IMAGE")
+        (track, masks, _state), _ = run(nodes.SAM2LongTrack, model=model, images=images, prompts=prompts)
+        stage("track")
+        from PIL import Image
+
+        out = run_dir / "mattes"
+        out.mkdir(exist_ok=True)
+        for i, m in enumerate(masks):
+            Image.fromarray((255.0 * m.numpy()).astype("uint8")).save(out / f"matte_{i:05d}.png", compress_level=3)
+        stage("save masks")
+        written = len(masks)
+    peak = max(s["peak"] for s in stages.values())
+    return {"spec": spec, "rss_before": before, "peak_rss": peak, "peak_above_before": peak - before,
+            "stages": stages, "written": written, "run_s": time.perf_counter() - t0}
+
+
+WORKERS = {"track": worker_track, "micro": worker_micro, "profile": worker_profile, "hostmem": worker_hostmem}
 
 
 def run_case(spec: dict, timeout: int = 7200) -> dict:
@@ -465,7 +618,7 @@ def run_case(spec: dict, timeout: int = 7200) -> dict:
     out = json.loads(line[-1][7:])
     out["wall_s"] = time.perf_counter() - t0
     out["load"] = os.getloadavg()
-    print(f"  {spec.get('kind')} {spec.get('system', '')} {spec.get('clip')} n={spec.get('frames')} "
+    print(f"  {spec.get('kind')} {spec.get('system', spec.get('path', ''))} {spec.get('clip')} n={spec.get('frames')} "
           f"@{spec['image_size']}: {out['wall_s']:.0f}s  load {out['load'][0]:.1f}", flush=True)
     return out
 
@@ -516,6 +669,20 @@ def section_long(args, lengths, systems, sam2_cap):
 def section_syncs(args, frames):
     return [run_case(base(args, clip="synth", frames=frames, image_size=64, system=s, syncs=True))
             for s in ("sam2", "off", "p3")]
+
+
+def section_hostmem(args, stream_frames, image_frames, image_size):
+    """Streamed node path at each of stream_frames, IMAGE-batch path at each of image_frames
+    (one synthetic 1080p shot of max(stream_frames) frames, cut by frame count)."""
+    work = Path(args.hostmem_dir)
+    inputs = make_hostmem_inputs(work, max(stream_frames + image_frames))
+    print(f"  synthetic 1080p clip {inputs['clip']} ({fmt_bytes(inputs['clip_bytes'])}"
+          + (f", generated in {inputs['generate_s']:.0f} s)" if "generate_s" in inputs else ", reused)"), flush=True)
+    spec = dict(kind="hostmem", work=str(work), clip=inputs["clip"], image_size=image_size, threads=args.threads)
+    cases = [dict(spec, path="image", frames=n) for n in image_frames]
+    cases += [dict(spec, path="stream", frames=n) for n in stream_frames]
+    out = [run_case(c) for c in cases]
+    return [dict(r, generate_s=inputs.get("generate_s"), clip_bytes=inputs["clip_bytes"]) for r in out]
 
 
 def section_micro(args, sizes, repeats):
@@ -594,6 +761,57 @@ def _ratios(results, q, label):
     return out
 
 
+def hostmem_rows(results):
+    """Table of the hostmem section, then the targets: streamed 2,000 vs 200 frames, IMAGE path slope."""
+    ok = [r for r in results if "error" not in r]
+    L = []
+    if ok:
+        sp = ok[0]["spec"]
+        L += [f"Synthetic {HOSTMEM_SIZE[1]}x{HOSTMEM_SIZE[0]} mp4 ({fmt_bytes(ok[0]['clip_bytes'])}, written frame by "
+              "frame with PyAV" + (f" in {ok[0]['generate_s']:.0f} s" if ok[0].get("generate_s") else "") +
+              f"), one object prompted by a point on frame 0, sam2.1_hiera_tiny with random weights at "
+              f"{sp['image_size']} px network input (the test switch SAM2LONG_TEST_IMAGE_SIZE), "
+              f"{sp['threads']} torch thread. Nodes called as ComfyUI calls them, through the fake ComfyUI modules "
+              "(tests/comfy_fake), each case in a fresh process. **Peak above before** = peak RSS during the run "
+              "(VmHWM, reset just before it) minus the RSS after imports, model load and prompt.", "",
+              "- stream: SAM2Long Load Shot (path, frame_count) -> SAM2Long Track (shot) -> SAM2Long Save Mattes "
+              "(union, PNG).",
+              "- image: the frames decoded into one IMAGE batch as core GetVideoComponents does (a list of float "
+              "frames, then torch.stack) -> SAM2Long Track (images) -> each frame of its MASK output saved as a PNG "
+              "(what MaskToImage -> SaveImage does).", ""]
+    L += ["| path | frames | RSS before | peak RSS | peak above before | per frame | stages (peak RSS, s since start) "
+          "| matte files | run s |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        sp = r["spec"]
+        if "error" in r:
+            L.append(f"| {sp['path']} | {sp['frames']} | error: {r['error'][:80]} |" + " |" * 6)
+            continue
+        st = "; ".join(f"{k}: {fmt_bytes(v['peak'])}, {v['s']:.0f} s" for k, v in r["stages"].items())
+        L.append(f"| {sp['path']} | {sp['frames']} | {fmt_bytes(r['rss_before'])} | {fmt_bytes(r['peak_rss'])} | "
+                 f"{fmt_bytes(r['peak_above_before'])} | {fmt_bytes(r['peak_above_before'] / sp['frames'])} | {st} | "
+                 f"{r['written']} | {r['run_s']:.0f} |")
+    by = {(r["spec"]["path"], r["spec"]["frames"]): r for r in ok}
+    stream = sorted(n for p, n in by if p == "stream")
+    L.append("")
+    if len(stream) >= 2:
+        a, b = by[("stream", stream[0])], by[("stream", stream[-1])]
+        L.append(f"- streamed, {stream[-1]} vs {stream[0]} frames: peak RSS {fmt_bytes(b['peak_rss'])} vs "
+                 f"{fmt_bytes(a['peak_rss'])} = **{b['peak_rss'] / a['peak_rss']:.3f}x** (target within 10%); "
+                 f"peak above before {fmt_bytes(b['peak_above_before'])} vs {fmt_bytes(a['peak_above_before'])} "
+                 f"(target < 2 GiB at {stream[-1]} frames: "
+                 f"**{'met' if b['peak_above_before'] < 2 * 1024 ** 3 else 'NOT met'}**).")
+    image = sorted(n for p, n in by if p == "image")
+    if len(image) >= 2:
+        xs = image
+        ys = [by[("image", n)]["peak_above_before"] for n in xs]
+        mx, my = statistics.mean(xs), statistics.mean(ys)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+        L.append(f"- IMAGE-batch path: **{slope / 1e6:.1f} MB per frame** (least-squares slope of the peak above "
+                 f"before over {', '.join(map(str, xs))} frames); at that slope 2,000 frames would need "
+                 f"{fmt_bytes(slope * 2000)} and 10,000 frames {fmt_bytes(slope * 10000)}.")
+    return L
+
+
 def render(data: dict, meta: dict) -> str:
     L = ["# Benchmark results", "",
          "Generated by `bench/run.py` (see `bench/README.md`). Every figure below was measured by the script;",
@@ -644,8 +862,9 @@ def render(data: dict, meta: dict) -> str:
         "syncs": "Host-device synchronisations and operator launches per frame",
         "profile": "Profile: where a frame's time goes (bedroom.mp4, SAM 2.1 tiny, 1024 input)",
         "gpu": "GPU: frames/s at 1080p",
+        "hostmem": "Host memory of the ComfyUI node path: a synthetic 1080p shot, streamed vs IMAGE batch",
     }
-    order = ("cpu1024", "pair1024", "cups1024", "synth256", "gpu", "long", "micro", "syncs", "profile")
+    order = ("cpu1024", "pair1024", "cups1024", "synth256", "gpu", "hostmem", "long", "micro", "syncs", "profile")
     names = []
     for k in order:  # GPU sections are saved one per variant and compile setting: gpu[-compile]-VARIANT
         names += sorted(n for n in data if n.startswith("gpu-")) if k == "gpu" else [k + "-full", k]
@@ -705,6 +924,8 @@ def render(data: dict, meta: dict) -> str:
                 L += ["", f"SAM2VideoPredictor is capped at {capped[0]['spec']['frames']} frames: it preloads every "
                           f"frame (here {fmt_bytes(capped[0].get('images_bytes'))}) and keeps every frame's outputs, "
                           "so its state grows with length by design."]
+        elif key == "hostmem":
+            L += hostmem_rows(res)
         elif key == "micro":
             L += ["| input px | distinct pathways | memory frames per pathway | batched track (median s) | "
                   "3 single track calls (median s) | ratio | batched commit | 3 single commits | ratio |",
@@ -793,7 +1014,7 @@ QUICK = dict(cpu1024_frames=3, cpu1024_rounds=1, synth_frames=8, synth_rounds=1,
              micro_sizes=[64, 256], micro_repeats=5, sync_frames=20, profile_frames=8)
 FULL = dict(cpu1024_frames=20, cpu1024_rounds=1, synth_frames=40, synth_rounds=2, long=[100, 1000, 10000], sam2_cap=1000,
             micro_sizes=[1024, 256], micro_repeats=3, sync_frames=40, profile_frames=8)
-SECTIONS = ("syncs", "micro", "synth256", "cpu1024", "long", "profile")
+SECTIONS = ("syncs", "micro", "synth256", "cpu1024", "long", "profile")  # the default set; also: hostmem, gpu, ...
 
 
 def main():
@@ -809,12 +1030,18 @@ def main():
     ap.add_argument("--variant", default="sam2.1_hiera_tiny")
     ap.add_argument("--image-size", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker (CPU)")
-    ap.add_argument("--sections", default=None, help=f"comma list of {', '.join(SECTIONS)}, gpu")
+    ap.add_argument("--sections", default=None, help=f"comma list of {', '.join(SECTIONS)}, hostmem, gpu")
     ap.add_argument("--rounds", type=int, default=None,
                     help="rounds of the clip tables (systems interleaved round by round; more rounds, less drift)")
     ap.add_argument("--gpu-variants", default="sam2.1_hiera_tiny,sam2.1_hiera_large", help="gpu section: variants")
     ap.add_argument("--gpu-frames", type=int, default=120, help="gpu section: frames tracked per system")
     ap.add_argument("--gpu-warmup", type=int, default=20, help="gpu section: first tracked frames not timed")
+    ap.add_argument("--hostmem-dir", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "sam2long_hostmem"),
+                    help="hostmem section: where the synthetic 1080p shot, checkpoint and mattes go (several GB free)")
+    ap.add_argument("--hostmem-stream", default="200,2000", help="hostmem section: streamed shot lengths")
+    ap.add_argument("--hostmem-image", default="50,100,200", help="hostmem section: IMAGE-batch lengths")
+    ap.add_argument("--hostmem-image-size", type=int, default=64,
+                    help="hostmem section: network input size (host memory, not network cost, is measured)")
     ap.add_argument("--render-only", action="store_true", help="rewrite --out from --results, measure nothing")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -851,6 +1078,9 @@ def main():
             res = section_long(args, cfg["long"], ["off", "p3", "sam2"], cfg["sam2_cap"])
         elif sec == "profile":
             res = section_profile(args, 1024, cfg["profile_frames"])
+        elif sec == "hostmem":
+            ints = lambda text: [int(x) for x in text.split(",") if x.strip()]  # noqa: E731
+            res = section_hostmem(args, ints(args.hostmem_stream), ints(args.hostmem_image), args.hostmem_image_size)
         elif sec == "gpu":  # one section per variant, so tiny and large can run in separate calls
             for variant in args.gpu_variants.split(","):
                 specs = [base(args, clip="synth1080", frames=args.gpu_frames, image_size=args.image_size, system=s,

@@ -30,21 +30,30 @@ NODE_TYPES = {
     "SAM2LongPrompt": ([("prompts", "SAM2LONG_PROMPTS"), ("bboxes", "BBOX,BOUNDING_BOX"), ("mask", "MASK")],
                        ["object_id", "frame_index", "positive_coords", "negative_coords", "coordinates"],
                        [("prompts", "SAM2LONG_PROMPTS")]),
-    "SAM2LongTrack": ([("model", "SAM2LONG_MODEL"), ("images", "IMAGE"), ("prompts", "SAM2LONG_PROMPTS"),
-                       ("state", "SAM2LONG_STATE")],
+    "SAM2LongLoadShot": ([], ["video", "upload", "path", "first_frame", "frame_count", "preview_index"],
+                         [("shot", "SAM2LONG_SHOT"), ("frame_count", "INT"), ("width", "INT"), ("height", "INT"),
+                          ("fps", "FLOAT"), ("frame", "IMAGE")]),
+    "SAM2LongTrack": ([("model", "SAM2LONG_MODEL"), ("images", "IMAGE"), ("shot", "SAM2LONG_SHOT"),
+                       ("video", "VIDEO"), ("prompts", "SAM2LONG_PROMPTS"), ("state", "SAM2LONG_STATE")],
                       ["pathways", "iou_threshold", "uncertainty", "direction", "start_frame", "end_frame"],
                       [("track", "SAM2LONG_TRACK"), ("masks", "MASK"), ("state", "SAM2LONG_STATE")]),
-    "SAM2LongTrackToMask": ([("track", "SAM2LONG_TRACK")], ["object_ids", "mode"],
+    "SAM2LongTrackToMask": ([("track", "SAM2LONG_TRACK")], ["object_ids", "mode", "first_frame", "frame_count"],
                             [("masks", "MASK"), ("object_count", "INT"), ("frame_count", "INT")]),
-    "SAM2LongPreview": ([("track", "SAM2LONG_TRACK"), ("images", "IMAGE")],
+    "SAM2LongPreview": ([("track", "SAM2LONG_TRACK"), ("images", "IMAGE"), ("shot", "SAM2LONG_SHOT")],
                         ["opacity", "object_ids", "show_ids", "preview_frames"], [("overlay", "IMAGE")]),
+    "SAM2LongSaveMattes": ([("track", "SAM2LONG_TRACK")],
+                           ["folder", "prefix", "object_ids", "mode", "first_number", "format"],
+                           [("folder", "STRING")]),
 }
 OPTIONAL_SOCKETS = {("SAM2LongPrompt", "prompts"), ("SAM2LongPrompt", "bboxes"), ("SAM2LongPrompt", "mask"),
-                    ("SAM2LongTrack", "prompts"), ("SAM2LongTrack", "state")}
+                    ("SAM2LongTrack", "images"), ("SAM2LongTrack", "shot"), ("SAM2LongTrack", "video"),
+                    ("SAM2LongTrack", "prompts"), ("SAM2LongTrack", "state"),
+                    ("SAM2LongPreview", "images"), ("SAM2LongPreview", "shot")}
 CKPT = "sam2.1_hiera_large.pt"
 TRACK = {"pathways": 3, "iou_threshold": 0.3, "uncertainty": 2.0, "direction": "forward",
          "start_frame": 0, "end_frame": -1}
 PREVIEW = {"opacity": 0.5, "object_ids": "", "show_ids": True, "preview_frames": 16}
+TO_MASK = {"first_frame": 0, "frame_count": 0}
 
 
 def pt(x, y):
@@ -58,8 +67,24 @@ def N(id, type, pos, title=None, **kw):
 def video_in(first_id=1):
     return [N(first_id, "LoadVideo", [0, 0], widgets={"file": "bedroom.mp4", "upload": "image"}),
             N(first_id + 1, "GetVideoComponents", [0, 380], video=(first_id, 0)),
-            N(first_id + 2, "SAM2LongModelLoader", [0, 520],
-              widgets={"ckpt_name": CKPT, "precision": "auto", "device": "auto"})]
+            model_loader(first_id + 2, [0, 520])]
+
+
+def model_loader(id, pos):
+    return N(id, "SAM2LongModelLoader", pos, widgets={"ckpt_name": CKPT, "precision": "auto", "device": "auto"})
+
+
+def load_shot(id, pos, title=None, first_frame=0, frame_count=0, preview_index=0):
+    """The shot opened without decoding it; only `preview_index` is decoded (output 5, frame)."""
+    return N(id, "SAM2LongLoadShot", pos, title, widgets={
+        "video": "bedroom.mp4", "upload": "image", "path": "", "first_frame": first_frame,
+        "frame_count": frame_count, "preview_index": preview_index})
+
+
+def save_mattes(id, pos, track, folder, title=None):
+    return N(id, "SAM2LongSaveMattes", pos, title, track=track, widgets={
+        "folder": folder, "prefix": "matte", "object_ids": "", "mode": "per_object", "first_number": -1,
+        "format": "png"})
 
 
 def prompt_w(obj, frame, pos, neg=""):
@@ -103,33 +128,47 @@ GRAPHS = {
               widgets=prompt_w(2, 0, pt(0.625, 0.65))),
             N(7, "SAM2LongTrack", [700, 0], model=(3, 0), images=(2, 0), prompts=(6, 0), widgets=TRACK),
             N(8, "SAM2LongTrackToMask", [1060, 0], title="girl", track=(7, 0),
-              widgets={"object_ids": "0", "mode": "union"}),
+              widgets=dict(TO_MASK, object_ids="0", mode="union")),
             N(9, "SAM2LongTrackToMask", [1060, 200], title="boy", track=(7, 0),
-              widgets={"object_ids": "1", "mode": "union"}),
+              widgets=dict(TO_MASK, object_ids="1", mode="union")),
             N(10, "SAM2LongTrackToMask", [1060, 400], title="all objects, one after another", track=(7, 0),
-              widgets={"object_ids": "", "mode": "per_object"}),
+              widgets=dict(TO_MASK, object_ids="", mode="per_object")),
             N(11, "MaskToImage", [1400, 0], mask=(8, 0)),
             N(12, "SaveImage", [1640, 0], images=(11, 0), widgets={"filename_prefix": "sam2long/obj0"}),
             N(13, "MaskToImage", [1400, 200], mask=(9, 0)),
             N(14, "SaveImage", [1640, 300], images=(13, 0), widgets={"filename_prefix": "sam2long/obj1"}),
             N(15, "SAM2LongPreview", [700, 420], track=(7, 0), images=(2, 0), widgets=PREVIEW),
         ]),
+    "sam2long_long_shot_to_disk": (
+        "A long shot from disk to disk in flat memory: Load Shot opens the video without decoding it (only the "
+        "frame to click on is decoded), Track streams it one frame at a time and spills its masks to the temp "
+        "folder, Save Mattes writes one numbered PNG per frame per object to output/sam2long/long_shot/<object>/. "
+        "Use a path (e.g. plate.####.exr or a folder of frames) instead of the video combo for image sequences.",
+        [
+            load_shot(1, [0, 0]),
+            N(2, "PreviewImage", [0, 420], title="Frame to click on (preview_index)", images=(1, 5)),
+            model_loader(3, [0, 700]),
+            N(4, "SAM2LongPrompt", [340, 0], widgets=prompt_w(0, 0, pt(0.41, 0.42))),
+            N(5, "SAM2LongTrack", [700, 0], model=(3, 0), shot=(1, 0), prompts=(4, 0), widgets=TRACK),
+            save_mattes(6, [1060, 0], (5, 0), "sam2long/long_shot"),
+            N(7, "SAM2LongPreview", [1060, 420], track=(5, 0), shot=(1, 0), widgets=PREVIEW),
+        ]),
     "sam2long_chunked_long_shot": (
-        "A long shot in two chunks of 100 frames; the second Track continues from the first's state, exactly.",
-        video_in() + [
-            N(4, "ImageFromBatch", [340, 380], title="chunk 1: frames 0-99", image=(2, 0),
-              widgets={"batch_index": 0, "length": 100}),
-            N(5, "ImageFromBatch", [340, 560], title="chunk 2: frames 100-199", image=(2, 0),
-              widgets={"batch_index": 100, "length": 100}),
-            N(6, "SAM2LongPrompt", [340, 0], widgets=prompt_w(0, 0, pt(0.41, 0.42))),
-            N(7, "SAM2LongTrack", [700, 0], title="Track chunk 1", model=(3, 0), images=(4, 0), prompts=(6, 0),
+        "A long shot in two ranges of 100 frames, each opened with Load Shot (first_frame, frame_count) and "
+        "streamed; the second Track continues from the first's state, exactly as one run. Both Save Mattes "
+        "write into one folder, numbered by the frame's position in the shot, so the sequence is continuous. "
+        "Queue the first range, check it, then the second: the first is not re-tracked.",
+        [
+            load_shot(1, [0, 0], "range 1: frames 0-99", frame_count=100),
+            load_shot(2, [0, 420], "range 2: frames 100-199", first_frame=100, frame_count=100),
+            model_loader(3, [0, 840]),
+            N(4, "SAM2LongPrompt", [340, 0], widgets=prompt_w(0, 0, pt(0.41, 0.42))),
+            N(5, "SAM2LongTrack", [700, 0], title="Track range 1", model=(3, 0), shot=(1, 0), prompts=(4, 0),
               widgets=TRACK),
-            N(8, "SAM2LongTrack", [700, 420], title="Track chunk 2 (continues)", model=(3, 0), images=(5, 0),
-              state=(7, 2), widgets=TRACK),
-            N(9, "MaskToImage", [1060, 0], mask=(7, 1)),
-            N(10, "MaskToImage", [1060, 420], mask=(8, 1)),
-            N(11, "ImageBatch", [1300, 200], image1=(9, 0), image2=(10, 0)),
-            N(12, "SaveImage", [1540, 200], images=(11, 0), widgets={"filename_prefix": "sam2long/chunked"}),
+            N(6, "SAM2LongTrack", [700, 420], title="Track range 2 (continues)", model=(3, 0), shot=(2, 0),
+              state=(5, 2), widgets=TRACK),
+            save_mattes(7, [1060, 0], (5, 0), "sam2long/chunked", "mattes of range 1"),
+            save_mattes(8, [1060, 420], (6, 0), "sam2long/chunked", "mattes of range 2"),
         ]),
 }
 

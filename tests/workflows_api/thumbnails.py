@@ -21,7 +21,8 @@ THUMBS = {
     "sam2long_points_to_masks": (0, [(0, 0.41, 0.42)], "click -> track -> grow/feather"),
     "sam2long_keyframe_bidirectional": (100, [(0, 0.21, 0.59)], "key frame 100  <- both ->"),
     "sam2long_multi_object": (0, [(0, 0.41, 0.42), (1, 0.235, 0.48), (2, 0.625, 0.65)], "3 objects, per-object masks"),
-    "sam2long_chunked_long_shot": (0, [(0, 0.41, 0.42)], "chunk 1 -> state -> chunk 2"),
+    "sam2long_chunked_long_shot": (0, [(0, 0.41, 0.42)], "range 0-99 -> state -> range 100-199"),
+    "sam2long_long_shot_to_disk": (0, [(0, 0.41, 0.42)], "shot on disk -> track -> mattes on disk"),
 }
 
 

@@ -6,7 +6,7 @@ throw-away base directory: custom_nodes/ holds a link to this repository, a
 random-weight sam2.1_hiera_tiny checkpoint is registered through
 extra_model_paths.yaml, and input/bedroom.mp4 is a short, small cut of the demo
 clip. The example workflows' API-format copies (tests/workflows_api) are queued
-with POST /prompt and checked through /history.
+with POST /prompt and checked through /history and the files they wrote.
 """
 
 from __future__ import annotations
@@ -38,14 +38,19 @@ IMAGE_SIZE = os.environ.get("SAM2LONG_TEST_IMAGE_SIZE", "256")  # network input 
 # Small-clip settings for graphs made for the 200-frame demo clip.
 OVERRIDES = {
     "sam2long_keyframe_bidirectional": {"4": {"batch_index": 4}, "6": {"frame_index": 4}},
-    "sam2long_chunked_long_shot": {"4": {"batch_index": 0, "length": 4}, "5": {"batch_index": 4, "length": 4}},
+    "sam2long_chunked_long_shot": {"1": {"first_frame": 0, "frame_count": 4}, "2": {"first_frame": 4, "frame_count": 4}},
 }
 # node id -> number of images saved
 EXPECTED = {
     "sam2long_points_to_masks": {"9": N_FRAMES, "10": 16 if N_FRAMES > 16 else N_FRAMES},
     "sam2long_keyframe_bidirectional": {"9": N_FRAMES, "5": 1},
     "sam2long_multi_object": {"12": N_FRAMES, "14": N_FRAMES},
-    "sam2long_chunked_long_shot": {"12": N_FRAMES},
+    "sam2long_long_shot_to_disk": {"2": 1, "7": N_FRAMES},
+}
+# workflow -> matte folders it writes under the output folder (one matte per frame each)
+MATTES = {
+    "sam2long_long_shot_to_disk": ["sam2long/long_shot/0"],
+    "sam2long_chunked_long_shot": ["sam2long/chunked/0"],
 }
 
 
@@ -176,13 +181,20 @@ def test_registered(server):
     assert "IMPORT FAILED" not in log, log[-3000:]
     info = _get(server.url + "/object_info")
     ours = {k: v for k, v in info.items() if k.startswith("SAM2Long")}
-    assert set(ours) == {"SAM2LongModelLoader", "SAM2LongPrompt", "SAM2LongTrack", "SAM2LongTrackToMask",
-                         "SAM2LongPreview"}
+    assert set(ours) == {"SAM2LongModelLoader", "SAM2LongLoadShot", "SAM2LongPrompt", "SAM2LongTrack",
+                         "SAM2LongTrackToMask", "SAM2LongPreview", "SAM2LongSaveMattes"}
     assert all(v["category"] == "SAM2Long" for v in ours.values())
     track = ours["SAM2LongTrack"]
     assert track["output"] == ["SAM2LONG_TRACK", "MASK", "SAM2LONG_STATE"]
     assert track["output_name"] == ["track", "masks", "state"]
     assert ours["SAM2LongPreview"]["output_node"] is True
+    assert ours["SAM2LongSaveMattes"]["output_node"] is True
+    assert set(track["input"]["optional"]) >= {"images", "shot", "video", "prompts", "state"}
+    shot = ours["SAM2LongLoadShot"]
+    assert shot["output"] == ["SAM2LONG_SHOT", "INT", "INT", "INT", "FLOAT", "IMAGE"]
+    assert shot["output_name"] == ["shot", "frame_count", "width", "height", "fps", "frame"]
+    video = shot["input"]["required"]["video"]
+    assert "bedroom.mp4" in (video[1]["options"] if video[0] == "COMBO" else video[0])
     assert ours["SAM2LongPrompt"]["input"]["optional"]["bboxes"][0] == "BBOX,BOUNDING_BOX"
     combo = ours["SAM2LongModelLoader"]["input"]["required"]["ckpt_name"]
     options = combo[1]["options"] if combo[0] == "COMBO" else combo[0]  # V3 / V1 spelling
@@ -196,12 +208,55 @@ def test_example_workflows_served(server):
     assert sorted(templates[PACK]) == sorted(n[:-5] for n in os.listdir(API_DIR) if n.endswith(".json"))
 
 
-@pytest.mark.parametrize("name", list(EXPECTED))
+def _mattes(server, folder, prefix="matte"):
+    """{frame number: (width, height)} of the matte files in output/<folder>."""
+    from PIL import Image
+
+    root = server.base / "output" / folder
+    out = {}
+    for p in sorted(root.glob(f"{prefix}.*.png")) if root.is_dir() else []:
+        with Image.open(p) as im:
+            out[int(p.name.split(".")[-2])] = im.size
+    return out
+
+
+def _cached_nodes(h):
+    return [n for m in h["status"]["messages"] if m[0] == "execution_cached" for n in m[1]["nodes"]]
+
+
+@pytest.mark.parametrize("name", sorted(set(EXPECTED) | set(MATTES)))
 def test_workflow_runs(server, name):
+    for folder in MATTES.get(name, []):
+        shutil.rmtree(server.base / "output" / folder, ignore_errors=True)
     h = _queue(server, _workflow(name))
     assert h["status"]["status_str"] == "success", json.dumps(h["status"], indent=1)[-3000:]
-    for nid, count in EXPECTED[name].items():
+    for nid, count in EXPECTED.get(name, {}).items():
         assert len(h["outputs"][nid]["images"]) == count, (nid, h["outputs"].get(nid))
+    for folder in MATTES.get(name, []):  # one matte per frame of the shot, numbered from 0, at source size
+        assert _mattes(server, folder) == {i: (WIDTH, HEIGHT) for i in range(N_FRAMES)}, folder
+        assert not [p for p in (server.base / "output" / folder).iterdir() if p.name.startswith(".")]
+
+
+def test_long_shot_cache(server):
+    """Re-queueing the streamed workflow unchanged does not re-track; a changed Save Mattes
+    reuses the cached (spilled) track; a changed file behind the shot re-tracks."""
+    prompt = _workflow("sam2long_long_shot_to_disk")
+    first = _queue(server, prompt)
+    assert first["status"]["status_str"] == "success", json.dumps(first["status"], indent=1)[-3000:]
+    again = _queue(server, prompt)
+    assert again["status"]["status_str"] == "success"
+    assert "5" in _cached_nodes(again), again["status"]["messages"]
+    prompt["6"]["inputs"]["prefix"] = "again"  # only Save Mattes changes: it reads the cached track's spill
+    h = _queue(server, prompt)
+    assert h["status"]["status_str"] == "success", json.dumps(h["status"], indent=1)[-3000:]
+    assert "5" in _cached_nodes(h) and "6" not in _cached_nodes(h), h["status"]["messages"]
+    assert _mattes(server, "sam2long/long_shot/0", "again") == {i: (WIDTH, HEIGHT) for i in range(N_FRAMES)}
+    clip = server.base / "input" / "bedroom.mp4"
+    st = os.stat(clip)
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # same bytes, new modification time
+    h = _queue(server, prompt)
+    assert h["status"]["status_str"] == "success", json.dumps(h["status"], indent=1)[-3000:]
+    assert "5" not in _cached_nodes(h), h["status"]["messages"]
 
 
 def test_downstream_change_does_not_retrack(server):
@@ -211,8 +266,7 @@ def test_downstream_change_does_not_retrack(server):
     prompt["6"]["inputs"]["expand"] = 7  # only GrowMask changes
     h = _queue(server, prompt)
     assert h["status"]["status_str"] == "success"
-    cached = [m[1]["nodes"] for m in h["status"]["messages"] if m[0] == "execution_cached"]
-    assert cached and "5" in cached[0], h["status"]["messages"]  # the Track node came from the cache
+    assert "5" in _cached_nodes(h), h["status"]["messages"]  # the Track node came from the cache
 
 
 def test_missing_checkpoint_message(server):

@@ -227,6 +227,16 @@ def test_track_from_shot_video_and_images_agree(comfy, handle, media):
     assert (sub_track.first_index, sub_track.first_number, s2.next_index) == (2, 2, 7)
 
 
+def test_track_both_directions_from_a_shot_range(comfy, handle, media):
+    # the backward pass asks the range for descending frames, decoded in blocks
+    p = _prompt(comfy, positive_coords='[{"x": 22, "y": 22}]', frame_index=3)
+    (sub, *_), _ = run(comfy, "SAM2LongLoadShot", video="clip.mp4", first_frame=1, frame_count=6)
+    (t, _, _), _ = run(comfy, "SAM2LongTrack", model=handle, shot=sub, prompts=p, direction="both")
+    (_, ref, _), _ = run(comfy, "SAM2LongTrack", model=handle, images=_images(media.decoded[1:7]), prompts=p,
+                         direction="both")
+    assert t.present[0].all() and torch.equal(t.union(), ref.bool())
+
+
 def test_track_from_shot_continues_from_state(comfy, handle, media):
     p = _prompt(comfy, positive_coords='[{"x": 14, "y": 22}]')
     imgs = _images(media.decoded)

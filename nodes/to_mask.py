@@ -47,9 +47,10 @@ class SAM2LongTrackToMask(io.ComfyNode):
                 io.String.Input("object_ids", default="",
                                 tooltip='Objects to output: "" = all, "0,2" or "1-3".'),
                 io.Combo.Input("mode", options=MODES, default="union"),
-                io.Int.Input("first_frame", default=0, min=0, max=10_000_000,
+                # optional: workflows saved before the range existed stay valid
+                io.Int.Input("first_frame", default=0, min=0, max=10_000_000, optional=True,
                              tooltip="First frame of the output, counted from the track's first frame."),
-                io.Int.Input("frame_count", default=0, min=0, max=10_000_000,
+                io.Int.Input("frame_count", default=0, min=0, max=10_000_000, optional=True,
                              tooltip="Frames to output; 0 = to the end of the track."),
             ],
             outputs=[

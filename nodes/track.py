@@ -97,7 +97,7 @@ def spill_folder() -> str:
     return os.path.join(folder_paths.get_temp_directory(), "sam2long")
 
 
-def _check_prompt_range(prompts: PromptSet, count: int) -> None:
+def _check_prompt_range(prompts, count: int) -> None:
     for e in prompts.entries:
         if not 0 <= e.frame < count:
             raise ValueError(

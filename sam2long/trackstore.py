@@ -9,8 +9,8 @@ the masks live:
 - `SpilledTrack` (from `SpillBuilder`): each (object, frame) mask bit-packed and
   zlib-compressed (level 1) into its own file as the tracker commits it; only the
   per-frame flags and scores stay in memory. Right for long shots: memory does not
-  grow with the shot. At 1080p a typical matte is ~11 KB on disk, written in ~1 ms
-  and read back in ~0.5 ms (raw packed .npy: 259 KB; 1-bit PNG: 13 KB, 13 ms).
+  grow with the shot. At 1080p a matte is 6-11 KB on disk, packed and written in
+  1-3 ms, read back in 0.5-2 ms (raw packed .npy: 259 KB; 1-bit PNG: 13 KB, 13 ms).
   The folder lives as long as the result object: it is removed when the result is
   garbage-collected (superseded) or at interpreter exit, never while it can be read.
 """

@@ -4,6 +4,7 @@ Save Mattes, caching fingerprints, interrupts and bad input."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -89,6 +90,18 @@ def _count_decodes(monkeypatch):
 
         monkeypatch.setattr(cls, "frames", spy)
     return asked
+
+
+@contextlib.contextmanager
+def _cancel_at_check(comfy, n):
+    """Press Cancel: the n-th interrupt check raises ComfyUI's interrupt exception."""
+    st = comfy.fake.state()
+    st.interrupt_checks, st.interrupt_after = 0, n
+    try:
+        with pytest.raises(sys.modules["comfy.model_management"].InterruptProcessingException):
+            yield
+    finally:
+        st.interrupt_after = None
 
 
 # ------------------------------------------------------------------------------ Load Shot
@@ -214,6 +227,16 @@ def test_track_from_shot_video_and_images_agree(comfy, handle, media):
     assert (sub_track.first_index, sub_track.first_number, s2.next_index) == (2, 2, 7)
 
 
+def test_track_both_directions_from_a_shot_range(comfy, handle, media):
+    # the backward pass asks the range for descending frames, decoded in blocks
+    p = _prompt(comfy, positive_coords='[{"x": 22, "y": 22}]', frame_index=3)
+    (sub, *_), _ = run(comfy, "SAM2LongLoadShot", video="clip.mp4", first_frame=1, frame_count=6)
+    (t, _, _), _ = run(comfy, "SAM2LongTrack", model=handle, shot=sub, prompts=p, direction="both")
+    (_, ref, _), _ = run(comfy, "SAM2LongTrack", model=handle, images=_images(media.decoded[1:7]), prompts=p,
+                         direction="both")
+    assert t.present[0].all() and torch.equal(t.union(), ref.bool())
+
+
 def test_track_from_shot_continues_from_state(comfy, handle, media):
     p = _prompt(comfy, positive_coords='[{"x": 14, "y": 22}]')
     imgs = _images(media.decoded)
@@ -289,14 +312,8 @@ def test_interrupted_streamed_track_leaves_no_spill(comfy, handle, media):
     (shot, *_), _ = run(comfy, "SAM2LongLoadShot", video="clip.mp4")
     p = _prompt(comfy)
     before = _spills()
-    st = comfy.fake.state()
-    mm = sys.modules["comfy.model_management"]
-    st.interrupt_checks, st.interrupt_after = 0, 3
-    try:
-        with pytest.raises(mm.InterruptProcessingException):
-            run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p)
-    finally:
-        st.interrupt_after = None
+    with _cancel_at_check(comfy, 3):
+        run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p)
     assert _spills() == before
     # a finished track keeps its folder while it is referenced (ComfyUI's cache), drops it when superseded
     (track, _, _), _ = run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p)
@@ -401,12 +418,6 @@ def test_save_mattes_interrupted_leaves_complete_files_only(comfy, two_objects, 
     everything = sorted(os.listdir(os.path.join(folder, "0")) + os.listdir(os.path.join(folder, "4")))
     assert everything == ["matte.0003.png", "matte.0003.png", "matte.0004.png", "matte.0004.png"]
     # through the Cancel button: the check after each frame stops it
-    st = comfy.fake.state()
-    mm = sys.modules["comfy.model_management"]
-    st.interrupt_checks, st.interrupt_after = 0, 2
-    try:
-        with pytest.raises(mm.InterruptProcessingException):
-            run(comfy, "SAM2LongSaveMattes", track=spilled, folder="shots/cancel", mode="union")
-    finally:
-        st.interrupt_after = None
+    with _cancel_at_check(comfy, 2):
+        run(comfy, "SAM2LongSaveMattes", track=spilled, folder="shots/cancel", mode="union")
     assert sorted(os.listdir(os.path.join(_dirs()[1], "shots", "cancel"))) == ["matte.0003.png", "matte.0004.png"]

@@ -3,6 +3,7 @@ duplicate pathways, splitting and merging, exact streaming, max-lag and finalisa
 
 import pytest
 
+from sam2long.step import TreeStep
 from sam2long.tracker import Tracker
 from sam2long.tree import TreeConfig
 
@@ -15,17 +16,18 @@ def run(script, n, tiny_model, tree=None, max_lag=None, offline=False):
     tracker = Tracker(tiny_model, tree or TreeConfig(), max_lag=max_lag)
     core = tracker.core = ScriptedCore(script)
     tracker.add_points(0, 1, [(1, 1)], [1])
-    if offline:  # nothing commits early: everything comes from the final best pathway
-        tracker._commit = lambda obj, ready: None
     emitted_at, out = {}, {}
     step = {"t": None}
 
     def on_step(t):
         step["t"] = t
 
-    for r in tracker.propagate(frames(n), on_step=on_step, return_logits=True):
-        emitted_at[r.frame_idx] = step["t"]
-        out[r.frame_idx] = (core.path_of_output(r.logits[0]), r.pathway_scores[0])
+    with pytest.MonkeyPatch.context() as mp:
+        if offline:  # nothing commits early: everything comes from the final best pathway
+            mp.setattr(TreeStep, "_commit", lambda self, obj: None)
+        for r in tracker.propagate(frames(n), on_step=on_step, return_logits=True):
+            emitted_at[r.frame_idx] = step["t"]
+            out[r.frame_idx] = (core.path_of_output(r.logits[0]), r.pathway_scores[0])
     return out, emitted_at, core, tracker
 
 

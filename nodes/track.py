@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 import torch
 from comfy_api.latest import io
+from sam2long.options import DIRECTIONS
+from sam2long.tree import TreeConfig
 
 from .prompts import PromptSet
 from .result import TrackBuilder
 from .sockets import CATEGORY, ModelType, PromptsType, StateType, TrackType
-
-DIRECTIONS = ["forward", "backward", "both"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,7 +77,8 @@ def apply_prompts(tracker, prompts: PromptSet, first_index: int, num_frames: int
 
 
 def run_track(model_handle, images: torch.Tensor, prompts: PromptSet | None = None, state: ShotState | None = None,
-              pathways: int = 3, iou_threshold: float = 0.3, uncertainty: float = 2.0,
+              pathways: int = TreeConfig.pathways, iou_threshold: float = TreeConfig.iou_threshold,
+              uncertainty: float = TreeConfig.uncertainty,
               direction: str = "forward", start_frame: int = 0, end_frame: int = -1,
               on_step=None):
     """Track and return (TrackResult, ShotState). Frame numbers are batch-local."""
@@ -149,11 +150,11 @@ class SAM2LongTrack(io.ComfyNode):
                 StateType.Input("state", optional=True,
                                     tooltip="'state' from the Track node of the previous chunk: this chunk "
                                             "continues that shot (forward only)."),
-                io.Int.Input("pathways", default=3, min=1, max=16,
+                io.Int.Input("pathways", default=TreeConfig.pathways, min=1, max=16,
                              tooltip="Memory pathways kept alive (SAM2Long P); 1 = plain SAM 2."),
-                io.Float.Input("iou_threshold", default=0.3, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("iou_threshold", default=TreeConfig.iou_threshold, min=0.0, max=1.0, step=0.01,
                                tooltip="Frames whose predicted IoU is below this are not used as memory."),
-                io.Float.Input("uncertainty", default=2.0, min=0.0, max=100.0, step=0.1,
+                io.Float.Input("uncertainty", default=TreeConfig.uncertainty, min=0.0, max=100.0, step=0.1,
                                tooltip="Uncertainty threshold: below it, pathways pick distinct masks."),
                 io.Combo.Input("direction", options=DIRECTIONS, default="forward",
                                tooltip="both = forward and backward from each object's first prompt frame "
@@ -172,8 +173,9 @@ class SAM2LongTrack(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, images, prompts=None, state=None, pathways=3, iou_threshold=0.3,
-                uncertainty=2.0, direction="forward", start_frame=0, end_frame=-1) -> io.NodeOutput:
+    def execute(cls, model, images, prompts=None, state=None, pathways=TreeConfig.pathways,
+                iou_threshold=TreeConfig.iou_threshold, uncertainty=TreeConfig.uncertainty,
+                direction="forward", start_frame=0, end_frame=-1) -> io.NodeOutput:
         import comfy.utils
 
         n = int(images.shape[0])

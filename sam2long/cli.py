@@ -17,6 +17,9 @@ import sys
 import time
 from pathlib import Path
 
+from .options import PRECISIONS
+from .tree import TreeConfig
+
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -559,13 +562,14 @@ def _add_common(p: argparse.ArgumentParser, checkpoint_default=None):
     p.add_argument("--out", required=checkpoint_default is None, default=None if checkpoint_default is None
                    else "sam2long_demo", metavar="DIR", help="output folder for the masks and preview.mp4")
     tree = p.add_argument_group("memory tree")
-    tree.add_argument("--pathways", type=_pos_int, default=3, metavar="P",
-                      help="memory pathways kept per object (default 3; 1 is SAM 2's single greedy history)")
-    tree.add_argument("--iou-threshold", type=float, default=0.3, metavar="T",
-                      help="a frame enters an object's memory only if its predicted IoU is above T (default 0.3)")
-    tree.add_argument("--uncertainty", type=float, default=2.0, metavar="U",
+    tree.add_argument("--pathways", type=_pos_int, default=TreeConfig.pathways, metavar="P",
+                      help="memory pathways kept per object (default %(default)s; 1 is SAM 2's single greedy history)")
+    tree.add_argument("--iou-threshold", type=float, default=TreeConfig.iou_threshold, metavar="T",
+                      help="a frame enters an object's memory only if its predicted IoU is above T "
+                           "(default %(default)s)")
+    tree.add_argument("--uncertainty", type=float, default=TreeConfig.uncertainty, metavar="U",
                       help="when every pathway's |object score| is at most U, keep diverse candidates "
-                           "instead of the top scores (default 2.0)")
+                           "instead of the top scores (default %(default)s)")
     tree.add_argument("--sam2", action="store_true",
                       help="plain SAM 2 instead of the memory tree (ignores the three options above), "
                            "for comparison")
@@ -575,7 +579,7 @@ def _add_common(p: argparse.ArgumentParser, checkpoint_default=None):
     run = p.add_argument_group("running")
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                      help="where to compute (default auto: CUDA, then MPS, then CPU)")
-    run.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+    run.add_argument("--precision", default="auto", choices=PRECISIONS,
                      help="compute precision on CUDA (default auto: bf16 where supported); CPU/MPS use fp32")
     run.add_argument("--quiet", action="store_true", help="no progress bar or closing line")
     run.add_argument("--json", action="store_true",

@@ -25,12 +25,10 @@ from .core import InferenceCore
 from .errors import FrameError, PromptError
 from .frames import FrameSource
 from .model import LoadedModel
+from .options import DIRECTIONS
 from .prompts import PromptSet
 from .step import Output, Pass, TreeStep
 from .tree import TreeConfig
-
-DIRECTIONS = ("forward", "backward", "both")
-
 
 @dataclass
 class FrameResult:

@@ -12,7 +12,6 @@ whole history; its `parent` link exists only until the frame is committed.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -41,20 +40,6 @@ class Node:
     entry: MemoryEntry | None  # None on conditioning (prompt) frames
     reliable: tuple = ()  # last reliable tracked entries on this path, oldest first
     recent: tuple = ()  # last tracked entries on this path, oldest first
-
-    def __deepcopy__(self, memo):
-        # Copy the uncommitted chain oldest first, so a long chain of parents does not
-        # recurse once per frame (it may be thousands of frames long).
-        chain, node = [], self
-        while node is not None and id(node) not in memo:
-            chain.append(node)
-            node = node.parent
-        for n in reversed(chain):
-            clone = Node.__new__(Node)
-            memo[id(n)] = clone
-            for name in Node.__dataclass_fields__:
-                setattr(clone, name, copy.deepcopy(getattr(n, name), memo))
-        return memo[id(self)]
 
 
 def extend(parent: Node, entry: MemoryEntry, cfg: TreeConfig) -> tuple[tuple, tuple]:

@@ -11,7 +11,7 @@ wait in `Outputs` until every object expected on their frame has one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import NamedTuple
 
 import torch
@@ -63,6 +63,34 @@ class ObjectTree:
     emitted_to: int  # last frame whose output was handed out
     seeded: bool = False  # SAM2Long's single-path seed frame done
 
+    # Pickled and deep-copied with the nodes as a flat list, oldest first, parents by
+    # index, so a long uncommitted chain (thousands of frames) never recurses per frame.
+    def __getstate__(self):
+        order, index = [], {}
+        for start in [*self.pathways, self.frontier]:
+            chain, node = [], start
+            while node is not None and id(node) not in index:
+                chain.append(node)
+                node = node.parent
+            for n in reversed(chain):
+                index[id(n)] = len(order)
+                order.append(n)
+        nodes = [
+            (-1 if n.parent is None else index[id(n.parent)], {f: getattr(n, f) for f in _NODE_FIELDS})
+            for n in order
+        ]
+        state = dict(self.__dict__)
+        state.update(pathways=[index[id(p)] for p in self.pathways], frontier=index[id(self.frontier)], nodes=nodes)
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        nodes = []
+        for parent, values in state.pop("nodes"):
+            nodes.append(Node(parent=nodes[parent] if parent >= 0 else None, **values))
+        state.update(pathways=[nodes[i] for i in state["pathways"]], frontier=nodes[state["frontier"]])
+        self.__dict__.update(state)
+
 
 @dataclass(eq=False)
 class Pass:
@@ -73,6 +101,9 @@ class Pass:
     starts: dict  # obj_id -> frame where it starts in this pass (not yet started)
     silent_starts: bool  # "both": the backward pass does not re-emit start frames
     objects: dict = field(default_factory=dict)  # obj_id -> ObjectTree
+
+
+_NODE_FIELDS = [f.name for f in fields(Node) if f.name != "parent"]
 
 
 def _retire(node: Node) -> None:

@@ -1,6 +1,8 @@
 """The tree inside the tracker, driven by a scripted decoder: seed frame, shared
 duplicate pathways, splitting and merging, exact streaming, max-lag and finalisation."""
 
+import pickle
+
 import pytest
 
 from sam2long.step import TreeStep
@@ -142,3 +144,16 @@ def test_state_copies_a_long_uncommitted_tree(tiny_model):
     while node.parent is not None:
         depth, node = depth + 1, node.parent
     assert depth > 1000
+    # Pickled (as a cache may store it), it is the same tree and continues the same way.
+    unpickled = pickle.loads(pickle.dumps(state))
+    copies = unpickled.run.objects[1].pathways
+    assert [leaves.index(n) for n in leaves] == [copies.index(n) for n in copies]
+    source.__class__.__len__ = lambda self: 1520  # the next chunk: frames 1500..1519
+    continued = []
+    for s in (state, unpickled):
+        resumed = Tracker.resume(tiny_model, s)
+        resumed.core = tracker.core  # the scripted core knows the paths by number
+        out = resumed.propagate(source, start=1500, return_logits=True)
+        continued.append([(r.frame_idx, tracker.core.path_of_output(r.logits[0]), r.pathway_scores[0]) for r in out])
+    assert [f for f, _, _ in continued[0]] == list(range(1500, 1520))
+    assert continued[0] == continued[1]

@@ -216,12 +216,12 @@ class Tracker:
     def _run_pass(self, source, stop, return_logits, on_step):
         run = self._run
         order = list(range(run.next_frame, stop + run.step, run.step))
-        step = TreeStep(self.core, self.prompts, self.tree, self.max_lag, self._frame_size, run)
-        outputs = step.outputs
+        tree_step = TreeStep(self.core, self.prompts, self.tree, self.max_lag, self._frame_size, run)
+        outputs = tree_step.outputs
         cursor = 0
         for t, frame in source.frames(order):
             with self._computing():
-                step(t, frame)
+                tree_step(t, frame)
             run.next_frame = t + run.step
             if on_step is not None:
                 on_step(t)
@@ -230,7 +230,7 @@ class Tracker:
                 cursor += 1
                 if result is not None:
                     yield result
-        step.finish()
+        tree_step.finish()  # end of the frames: the best pathways are read back
         while cursor < len(order):
             result = self._result(order[cursor], outputs.pop(order[cursor]), return_logits)
             cursor += 1

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from comfy_api.latest import io
 
-from .prompts import PromptSet
+from .prompts import PromptChain, apply_prompts
 from .result import TrackBuilder
 from .sockets import CATEGORY, ModelType, PromptsType, StateType, TrackType
 
@@ -44,39 +44,7 @@ def _check_interrupt() -> None:
     mm.throw_exception_if_processing_interrupted()
 
 
-def _resize_mask(mask: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    if tuple(mask.shape) == (h, w):
-        return mask
-    m = torch.nn.functional.interpolate(mask[None, None].float(), size=(h, w), mode="nearest")
-    return m[0, 0] > 0.5
-
-
-def apply_prompts(tracker, prompts: PromptSet, first_index: int, num_frames: int, height: int, width: int):
-    """Hand every prompt entry to the engine, converting batch-local frame numbers to
-    global ones and normalized coordinates to pixels."""
-    for e in prompts.entries:
-        if not 0 <= e.frame < num_frames:
-            raise ValueError(
-                f"SAM2Long: a prompt for object {e.obj_id} is on frame {e.frame}, but the images batch "
-                f"has frames 0..{num_frames - 1}. frame_index counts from the first frame of the batch.")
-        frame = first_index + e.frame
-        sx, sy = (width, height) if e.normalized else (1.0, 1.0)
-        if e.mask is not None:
-            tracker.add_mask(frame=frame, obj_id=e.obj_id, mask=_resize_mask(e.mask, height, width).numpy())
-            continue
-        points = [(x * sx, y * sy) for x, y in e.points]
-        if e.box is not None:
-            x0, y0, x1, y1 = e.box
-            box = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
-            if points:
-                tracker.add_box(frame=frame, obj_id=e.obj_id, box=box, points=points, labels=list(e.labels))
-            else:
-                tracker.add_box(frame=frame, obj_id=e.obj_id, box=box)
-        else:
-            tracker.add_points(frame=frame, obj_id=e.obj_id, points=points, labels=list(e.labels))
-
-
-def run_track(model_handle, images: torch.Tensor, prompts: PromptSet | None = None, state: ShotState | None = None,
+def run_track(model_handle, images: torch.Tensor, prompts: PromptChain | None = None, state: ShotState | None = None,
               pathways: int = 3, iou_threshold: float = 0.3, uncertainty: float = 2.0,
               direction: str = "forward", start_frame: int = 0, end_frame: int = -1,
               on_step=None):

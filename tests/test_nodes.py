@@ -267,7 +267,7 @@ def test_track_prompt_on_batch_frame_outside(comfy, handle):
 
 
 def test_normalized_coordinates(comfy, handle):
-    from nodes.track import apply_prompts
+    from nodes.prompts import apply_prompts
 
     calls = []
 
@@ -289,6 +289,21 @@ def test_normalized_coordinates(comfy, handle):
     assert calls[0] == ("points", {"frame": 11, "obj_id": 0, "points": [(32.0, 12.0)], "labels": [1]})
     kind, kw = calls[1]
     assert kind == "mask" and kw["frame"] == 10 and kw["mask"].shape == (48, 64)  # resized to source
+
+
+def test_chain_checked_by_the_library_validator(comfy):
+    from nodes.prompts import PromptChain, apply_prompts
+
+    class Refuse:
+        def __getattr__(self, name):
+            raise AssertionError("nothing reaches the tracker before every prompt is checked")
+
+    p = _prompt(comfy, positive_coords='[{"x": 64, "y": 48}]')  # the frame's far corner: inside
+    p = _prompt(comfy, prompts=p, object_id=1, positive_coords='[{"x": 70, "y": 5}]')
+    assert isinstance(p, PromptChain)
+    with pytest.raises(ValueError, match=r"SAM2Long: point \(70, 5\) for object 1 on frame 0 is outside the "
+                                         r"64x48 frame"):
+        apply_prompts(Refuse(), p, first_index=0, num_frames=4, height=48, width=64)
 
 
 def test_track_to_mask_selection(comfy, handle):

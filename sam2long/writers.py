@@ -19,22 +19,29 @@ def temp_path(final: Path) -> Path:
 
 
 class MatteWriter:
-    """One matte file per (object, frame): `root/<object id>/<frame, padded>.png`.
+    """One matte file per (object, frame): `root/<object id>/<prefix>.<frame, padded>.png`
+    (`<frame, padded>.png` without a prefix). The object id `None` stands for a single
+    sequence (e.g. the union of objects) written in `root` itself.
 
     Masks are bool [H, W] (written 0 / 255) or uint8 [H, W]. `in_flight` is the
     temporary file being written, removed by `cleanup()` after an interruption."""
 
-    def __init__(self, root: Path, obj_ids, padding: int = 5):
+    def __init__(self, root: Path, obj_ids, padding: int = 5, prefix: str = ""):
         self.root = Path(root)
         self.obj_ids = list(obj_ids)
         self.padding = int(padding)
+        self.prefix = str(prefix)
         self.in_flight: Path | None = None
         self.written = 0
         for obj in self.obj_ids:
-            (self.root / str(obj)).mkdir(parents=True, exist_ok=True)
+            self._folder(obj).mkdir(parents=True, exist_ok=True)
 
-    def path(self, obj: int, frame: int) -> Path:
-        return self.root / str(obj) / f"{frame:0{self.padding}d}.png"
+    def _folder(self, obj) -> Path:
+        return self.root if obj is None else self.root / str(obj)
+
+    def path(self, obj, frame: int) -> Path:
+        number = f"{frame:0{self.padding}d}"
+        return self._folder(obj) / (f"{self.prefix}.{number}.png" if self.prefix else f"{number}.png")
 
     def write(self, obj: int, frame: int, mask) -> Path:
         from PIL import Image

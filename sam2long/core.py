@@ -159,8 +159,11 @@ class InferenceCore:
         if net.fixed_no_obj_ptr:
             ptr = visible * ptr
         ptr = ptr + (1 - visible) * net.no_obj_ptr
-        lowres = decoded.lowres[units, cands][:, None]
+        # Upsample all 3 candidates, then pick, as SAM 2 does: on CPU, bilinear
+        # interpolation of 3 channels and of 1 differ in the last bits.
+        lowres = decoded.lowres[units]
         high_res = F.interpolate(lowres, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
+        high_res = high_res[torch.arange(len(picks), device=self.device), cands][:, None]
         mem = self._encode_memory(ff, high_res, obj, from_prompt=False)
         return ptr.float(), mem
 

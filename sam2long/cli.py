@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 EXIT_OK = 0
@@ -26,12 +26,6 @@ DEMO_VIDEO = Path(__file__).resolve().parent / "assets" / "demo.mp4"
 DEMO_POINTS = [(197.0, 78.0), (200.0, 110.0)]
 DEMO_CHECKPOINT = "sam2.1_hiera_tiny"
 
-# Overlay colours for objects 1, 2, 3, ... (RGB), cycled.
-PALETTE = [
-    (255, 64, 64), (64, 160, 255), (255, 200, 0), (64, 220, 120), (200, 90, 255),
-    (255, 128, 0), (0, 220, 220), (255, 90, 180), (160, 200, 40), (140, 140, 255),
-]
-
 TRACK_EPILOG = """\
 prompts:
   Prompts are --point, --box and --mask. --frame N and --object ID set the frame
@@ -39,8 +33,9 @@ prompts:
   --object; before any of them the frame is 0 and the object is 1. Several
   --point options for one frame and object are one click set (positive and
   negative clicks together); a --box may come with points on the same frame and
-  object; a --mask replaces clicks for its frame and object. Coordinates are in
-  pixels of the source frames (0,0 is the top-left corner).
+  object; a --mask stands alone on its frame and object. Coordinates are in
+  pixels of the source frames: 0,0 is the top-left corner of a WxH frame and W,H
+  its bottom-right corner, so 0 <= X <= W and 0 <= Y <= H.
 
   Two objects on two frames - object 1 (a click and a box) on frame 0, object 2
   (two positive clicks and a negative one) on frame 40:
@@ -70,11 +65,11 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
-class BadInput(Exception):
+class BadInput(ValueError):
     """A user error: printed as one line, exit code 2."""
 
 
-# --- prompt parsing -------------------------------------------------------------------
+# --- prompt syntax ----------------------------------------------------------------------
 
 
 def _numbers(text: str, what: str, counts: tuple[int, ...]) -> list[float]:
@@ -119,6 +114,14 @@ def _pos_int(text):
     return v
 
 
+def _max_lag(text):
+    v = _nonneg_int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more (masks at most K frames behind the "
+                                         f"tracking); leave --max-lag out for exact masks")
+    return v
+
+
 class _Event(argparse.Action):
     """Record prompts and --frame/--object in command-line order."""
 
@@ -128,10 +131,14 @@ class _Event(argparse.Action):
         namespace.events = events
 
 
-def group_prompts(events) -> dict[tuple[int, int], dict]:
-    """(frame, object) -> {"points": [(x, y)], "labels": [..], "box": .., "mask": path}."""
+def prompts_from_events(events):
+    """The library's `PromptSet` from --frame/--object/--point/--box/--mask in command-line
+    order; mask files are read here. Refuses what the syntax leaves ambiguous: a second
+    box or mask for one object and frame, a mask together with clicks or a box."""
+    from .prompts import PromptSet, read_mask
+
+    prompts = PromptSet()
     frame, obj = 0, 1
-    groups: dict[tuple[int, int], dict] = {}
     for kind, value in events or []:
         if kind == "frame":
             frame = value
@@ -139,227 +146,43 @@ def group_prompts(events) -> dict[tuple[int, int], dict]:
         if kind == "object":
             obj = value
             continue
-        g = groups.setdefault((frame, obj), {"points": [], "labels": [], "box": None, "mask": None})
-        if kind == "point":
-            g["points"].append((value[0], value[1]))
-            g["labels"].append(value[2])
-        elif kind == "box":
-            if g["box"] is not None:
+        slot = prompts.get(frame, obj)
+        if slot is not None:
+            if kind == "box" and slot.box is not None:
                 raise BadInput(f"two --box prompts for object {obj} on frame {frame}: give one box per "
                                f"object and frame (use --object to start another object)")
-            g["box"] = value
-        elif kind == "mask":
-            if g["mask"] is not None:
+            if kind == "mask" and slot.mask is not None:
                 raise BadInput(f"two --mask prompts for object {obj} on frame {frame}: give one mask per "
                                f"object and frame")
-            g["mask"] = value
-    for (frame, obj), g in groups.items():
-        if g["mask"] is not None and (g["points"] or g["box"] is not None):
-            raise BadInput(f"object {obj} on frame {frame} has a --mask and clicks/a box: a mask prompt "
-                           f"stands alone; put the clicks on another frame or drop them")
-    return groups
-
-
-def _read_mask(path: str, width: int, height: int):
-    import numpy as np
-    from PIL import Image
-
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise BadInput(f"mask file {path!r} does not exist: give a PNG with white object on black")
-    try:
-        with Image.open(p) as im:
-            size = im.size
-            if im.mode in ("RGBA", "LA"):
-                a = np.asarray(im.getchannel("A"))
-                if a.min() == a.max():  # no alpha information: use the luminance
-                    a = np.asarray(im.convert("L"))
-            else:
-                a = np.asarray(im.convert("L"))
-    except Exception as e:
-        raise BadInput(f"cannot read mask {path!r} ({e}): give a PNG with white object on black") from None
-    if size != (width, height):
-        raise BadInput(f"mask {path!r} is {size[0]}x{size[1]} but the video is {width}x{height}: "
-                       f"export the mask at the source resolution")
-    mask = a > 127 if a.max() > 1 else a > 0
-    if not mask.any():
-        raise BadInput(f"mask {path!r} is empty (all black): paint the object white")
-    return mask
-
-
-def _check_inside(kind, xy, frame, obj, width, height):
-    x, y = xy
-    if not (0 <= x <= width - 1 and 0 <= y <= height - 1):
-        raise BadInput(f"{kind} ({x:g},{y:g}) for object {obj} on frame {frame} is outside the "
-                       f"{width}x{height} frame: use pixel coordinates with 0<=X<{width} and 0<=Y<{height}")
-
-
-def validate_prompts(groups, source, start, end):
-    """Check every prompt against the source before anything is loaded or written; read masks."""
-    n = len(source)
-    if not groups:
+            if (kind == "mask") != (slot.mask is not None):
+                raise BadInput(f"object {obj} on frame {frame} has a --mask and clicks/a box: a mask prompt "
+                               f"stands alone; put the clicks on another frame or drop them")
+        if kind == "point":
+            prompts.add_points(frame, obj, [value[:2]], [value[2]])
+        elif kind == "box":
+            prompts.add_box(frame, obj, value)
+        else:
+            prompts.add_mask(frame, obj, read_mask(value), name=value)
+    if not prompts.by_object:
         raise BadInput("no prompts: give at least one --point X,Y, --box X0,Y0,X1,Y1 or --mask FILE.png")
-    for (frame, obj), g in sorted(groups.items()):
-        if frame >= n:
-            raise BadInput(f"--frame {frame} (object {obj}) is not in the video, which has frames "
-                           f"0..{n - 1}: use a frame index in that range")
-        if not start <= frame <= end:
-            raise BadInput(f"the prompt for object {obj} on frame {frame} is outside the tracked range "
-                           f"{start}..{end}: move the prompt or widen --start/--end")
-        for xy in g["points"]:
-            _check_inside("point", xy, frame, obj, source.width, source.height)
-        if g["box"] is not None:
-            x0, y0, x1, y1 = g["box"]
-            _check_inside("box corner", (x0, y0), frame, obj, source.width, source.height)
-            _check_inside("box corner", (x1, y1), frame, obj, source.width, source.height)
-        if g["mask"] is not None:
-            g["mask_array"] = _read_mask(g["mask"], source.width, source.height)
+    return prompts
 
 
-def add_prompts(tracker, groups):
-    for (frame, obj), g in sorted(groups.items()):
-        if g["mask"] is not None:
-            tracker.add_mask(frame=frame, obj_id=obj, mask=g["mask_array"])
-        elif g["box"] is not None:
-            kw = {"points": g["points"], "labels": g["labels"]} if g["points"] else {}
-            tracker.add_box(frame=frame, obj_id=obj, box=g["box"], **kw)
-        else:
-            tracker.add_points(frame=frame, obj_id=obj, points=g["points"], labels=g["labels"])
+# --- the job, step by step ----------------------------------------------------------------
 
 
-def expected_frames(groups, direction, start, end) -> list[int]:
-    """The frames the tracker will output, in global order (for the bar and the preview)."""
-    frames = [f for f, _ in groups]
-    if direction == "forward":
-        return list(range(min(frames), end + 1))
-    if direction == "backward":
-        return list(range(start, max(frames) + 1))
-    return list(range(start, end + 1))
+def check_device(device: str) -> None:
+    """Refuse a --device this machine lacks, before torch fails on it with a traceback."""
+    import torch
 
-
-# --- writing --------------------------------------------------------------------------
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-class MaskWriter:
-    """Writes one PNG per (object, frame) atomically and remembers the temp file in flight."""
-
-    def __init__(self, out: Path, obj_ids: list[int]):
-        self.out = out
-        self.obj_ids = obj_ids
-        self.in_flight: Path | None = None
-        self.written = 0
-        for obj in obj_ids:
-            (out / str(obj)).mkdir(parents=True, exist_ok=True)
-
-    def path(self, obj: int, frame: int) -> Path:
-        return self.out / str(obj) / f"{frame:05d}.png"
-
-    def write(self, obj: int, frame: int, mask_u8) -> None:
-        from PIL import Image
-
-        final = self.path(obj, frame)
-        tmp = _tmp_name(final)
-        self.in_flight = tmp
-        Image.fromarray(mask_u8, mode="L").save(tmp, format="PNG", compress_level=3)
-        os.replace(tmp, final)
-        self.in_flight = None
-        self.written += 1
-
-    def cleanup(self) -> None:
-        if self.in_flight is not None:
-            try:
-                self.in_flight.unlink()
-            except FileNotFoundError:
-                pass
-            self.in_flight = None
-
-
-def _even(n: int) -> int:
-    return n + (n % 2)
-
-
-class PreviewWriter:
-    """An overlay video written frame by frame to a temporary file, renamed at close."""
-
-    def __init__(self, path: Path, width: int, height: int, fps: float):
-        import av
-
-        self.path = path
-        self.tmp = _tmp_name(path)
-        self.width, self.height = width, height
-        self.container = av.open(str(self.tmp), mode="w", format="mp4")
-        rate = max(1, int(round(fps))) if fps and fps > 0 else 24
-        self.stream = None
-        for codec in ("libx264", "h264", "mpeg4"):
-            try:
-                stream = self.container.add_stream(codec, rate=rate)
-            except Exception:
-                continue
-            self.stream = stream
-            break
-        if self.stream is None:  # pragma: no cover - PyAV always ships mpeg4
-            self.container.close()
-            raise RuntimeError("no H.264 or MPEG-4 encoder in this PyAV build")
-        self.codec = self.stream.codec_context.name
-        self.stream.width, self.stream.height = _even(width), _even(height)
-        self.stream.pix_fmt = "yuv420p"
-        if self.codec in ("libx264", "h264"):
-            self.stream.options = {"crf": "20", "preset": "veryfast"}
-        else:
-            self.stream.bit_rate = max(2_000_000, width * height * 8)
-        self.frames = 0
-
-    def add(self, image, masks: dict[int, "object"]) -> None:
-        import av
-        import numpy as np
-
-        img = np.asarray(image)[..., :3].astype(np.float32)
-        for obj, m in masks.items():
-            if m is None or not m.any():
-                continue
-            colour = np.array(PALETTE[(obj - 1) % len(PALETTE)], np.float32)
-            img[m] = img[m] * 0.45 + colour * 0.55
-            # a solid outline so thin parts stay visible
-            edge = m & ~(np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1))
-            img[edge] = colour
-        out = img.clip(0, 255).astype(np.uint8)
-        if out.shape[0] % 2 or out.shape[1] % 2:
-            out = np.pad(out, ((0, out.shape[0] % 2), (0, out.shape[1] % 2), (0, 0)), mode="edge")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(out), format="rgb24")
-        for packet in self.stream.encode(frame):
-            self.container.mux(packet)
-        self.frames += 1
-
-    def close(self) -> None:
-        for packet in self.stream.encode():
-            self.container.mux(packet)
-        self.container.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        try:
-            self.container.close()
-        except Exception:
-            pass
-        try:
-            self.tmp.unlink()
-        except FileNotFoundError:
-            pass
-
-
-def _load_mask_png(path: Path):
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im) > 127
-
-
-# --- the job ------------------------------------------------------------------------
+    if device == "cuda" and not torch.cuda.is_available():
+        why = "torch was built without CUDA" if torch.version.cuda is None else "torch sees no CUDA GPU"
+        raise BadInput(f"--device cuda: {why} on this machine; use --device auto or --device cpu")
+    if device == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise BadInput("--device mps: Apple's MPS is not available on this machine; use --device auto "
+                           "or --device cpu")
 
 
 def _direction(args) -> str:
@@ -370,170 +193,55 @@ def _direction(args) -> str:
     return "forward"
 
 
-def _bar(total, quiet):
-    from tqdm import tqdm
+@dataclass
+class TrackJob:
+    """A checked `track` command: everything to run besides the model."""
 
-    return tqdm(total=total, unit="frame", desc="tracking", disable=quiet, file=sys.stderr,
-                dynamic_ncols=True, smoothing=0.1)
+    source: object  # a FrameSource
+    prompts: object  # a PromptSet
+    start: int
+    end: int
+    direction: str
+    out: Path
+
+    @property
+    def obj_ids(self) -> list[int]:
+        return self.prompts.obj_ids
+
+    @property
+    def frames(self) -> list[int]:
+        """The frames the tracker will output, in global order (for the bar and the preview)."""
+        prompted = self.prompts.frames
+        if self.direction == "forward":
+            return list(range(min(prompted), self.end + 1))
+        if self.direction == "backward":
+            return list(range(self.start, max(prompted) + 1))
+        return list(range(self.start, self.end + 1))
 
 
-def run_track(args, *, stdout=None) -> int:
-    from .errors import CheckpointError, FrameError, PromptError
+def validate_inputs(args) -> TrackJob:
+    """Check everything the command line gives before a model is loaded or a file is written."""
     from .frames import open_frames
 
-    stdout = stdout or sys.stdout
-    t0 = time.perf_counter()
-    try:
-        groups = group_prompts(getattr(args, "events", None))
-        source = open_frames(args.video)
-        n = len(source)
-        start = 0 if args.start is None else args.start
-        end = n - 1 if args.end is None else args.end
-        if start >= n or end >= n or start > end:
-            raise BadInput(f"--start {start} / --end {end} do not fit the video's frames 0..{n - 1}: "
-                           f"give 0 <= start <= end <= {n - 1}")
-        validate_prompts(groups, source, start, end)
-        out = Path(args.out).expanduser()
-        if out.exists() and not out.is_dir():
-            raise BadInput(f"--out {str(out)!r} is a file: give a folder for the masks")
-    except (BadInput, FrameError, PromptError) as e:
-        print(f"sam2long: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-
-    try:
-        model = _load_model(args)
-    except (CheckpointError, FileNotFoundError) as e:
-        print(f"sam2long: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except ValueError as e:  # device / precision / image size
-        print(f"sam2long: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-
-    from .tracker import Tracker
-    from .tree import TreeConfig
-
-    try:
-        if args.sam2:
-            tree = TreeConfig.sam2()
-        else:
-            tree = TreeConfig(pathways=args.pathways, iou_threshold=args.iou_threshold,
-                              uncertainty=args.uncertainty)
-        tracker = Tracker(model, tree=tree, max_lag=args.max_lag)
-        add_prompts(tracker, groups)
-    except (ValueError, PromptError) as e:
-        print(f"sam2long: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-
-    direction = _direction(args)
-    obj_ids = sorted({obj for _, obj in groups})
-    frames_expected = expected_frames(groups, direction, start, end)
-    out.mkdir(parents=True, exist_ok=True)
-    writer = MaskWriter(out, obj_ids)
-    preview_path = out / "preview.mp4"
-    preview = None
-    bar = None
-    gen = None
-    committed: list[int] = []
-    areas = {o: 0 for o in obj_ids}
-    try:
-        if not args.no_preview and direction == "forward" and frames_expected:
-            preview = PreviewWriter(preview_path, source.width, source.height, getattr(source, "fps", 24.0))
-            preview_frames = source.frames(frames_expected)
-        bar = _bar(len(frames_expected), args.quiet)
-        gen = tracker.propagate(source, direction=direction, start=start, end=end,
-                                on_step=lambda i: bar.update(1))
-        empty = None
-        for r in gen:
-            import numpy as np
-
-            masks = r.masks.numpy() if hasattr(r.masks, "numpy") else np.asarray(r.masks)
-            by_obj = {o: masks[k] for k, o in enumerate(r.obj_ids)}
-            if empty is None:
-                empty = np.zeros((source.height, source.width), np.uint8)
-            record = {}
-            for k, obj in enumerate(obj_ids):
-                m = by_obj.get(obj)
-                if m is None:
-                    writer.write(obj, r.frame_idx, empty)
-                    record[str(obj)] = {"area": 0, "score": None}
-                else:
-                    writer.write(obj, r.frame_idx, m.astype(np.uint8) * 255)
-                    area = int(m.sum())
-                    areas[obj] += area
-                    j = r.obj_ids.index(obj)
-                    score = float(r.object_scores[j]) if r.object_scores is not None else None
-                    record[str(obj)] = {"area": area, "score": None if score is None else round(score, 4)}
-            committed.append(r.frame_idx)
-            if preview is not None:
-                idx, image = next(preview_frames, (None, None))
-                if idx == r.frame_idx:
-                    preview.add(image, {o: by_obj.get(o) for o in obj_ids})
-                else:  # not the expected order after all: write the preview afterwards
-                    preview.abort()
-                    preview = None
-            if args.json:
-                print(json.dumps({"frame": r.frame_idx, "objects": record}), file=stdout, flush=True)
-        gen = None
-        if bar is not None:
-            bar.close()
-            bar = None
-        if not args.no_preview:
-            if preview is None:
-                preview = PreviewWriter(preview_path, source.width, source.height, getattr(source, "fps", 24.0))
-                done = sorted(set(committed))
-                for idx, image in source.frames(done):
-                    masks = {o: _load_mask_png(writer.path(o, idx)) for o in obj_ids}
-                    preview.add(image, masks)
-            preview.close()
-            preview = None
-    except KeyboardInterrupt:
-        if gen is not None:
-            try:
-                gen.close()
-            except BaseException:
-                pass
-        writer.cleanup()
-        if preview is not None:
-            preview.abort()
-        if bar is not None:
-            bar.close()
-        print(f"\nsam2long: interrupted: {len(committed)} frame(s) of masks were written completely to "
-              f"{out} (no preview); run the command again to redo the shot", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (FrameError, PromptError) as e:
-        writer.cleanup()
-        if preview is not None:
-            preview.abort()
-        if bar is not None:
-            bar.close()
-        print(f"sam2long: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except BaseException:
-        writer.cleanup()
-        if preview is not None:
-            preview.abort()
-        raise
-
-    seconds = time.perf_counter() - t0
-    summary = {
-        "summary": {
-            "frames": len(committed),
-            "objects": obj_ids,
-            "first_frame": min(committed) if committed else None,
-            "last_frame": max(committed) if committed else None,
-            "direction": direction,
-            "out": str(out),
-            "preview": None if args.no_preview else str(preview_path),
-            "seconds": round(seconds, 3),
-            "mean_area": {str(o): (areas[o] / len(committed) if committed else 0) for o in obj_ids},
-        }
-    }
-    if args.json:
-        print(json.dumps(summary), file=stdout, flush=True)
-    elif not args.quiet:
-        print(f"sam2long: {len(committed)} frames x {len(obj_ids)} object(s) written to {out} "
-              f"in {seconds:.1f}s", file=sys.stderr)
-    return EXIT_OK
+    prompts = prompts_from_events(getattr(args, "events", None))
+    check_device(args.device)
+    source = open_frames(args.video)
+    n = len(source)
+    start = 0 if args.start is None else args.start
+    end = n - 1 if args.end is None else args.end
+    if start >= n or end >= n or start > end:
+        raise BadInput(f"--start {start} / --end {end} do not fit the video's frames 0..{n - 1}: "
+                       f"give 0 <= start <= end <= {n - 1}")
+    prompts.check(source.height, source.width, 0, n - 1)
+    for frame in prompts.frames:
+        if not start <= frame <= end:
+            obj = next(o for o in prompts.obj_ids if prompts.get(frame, o) is not None)
+            raise BadInput(f"the prompt for object {obj} on frame {frame} is outside the tracked range "
+                           f"{start}..{end}: move the prompt or widen --start/--end")
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {str(out)!r} is a file: give a folder for the masks")
+    return TrackJob(source, prompts, start, end, _direction(args), out)
 
 
 def _load_model(args):
@@ -544,6 +252,200 @@ def _load_model(args):
         kw["image_size"] = args.image_size
     return load_model(args.checkpoint, device=args.device, precision=args.precision,
                       progress=not args.quiet, **kw)
+
+
+def build_tracker(model, args, prompts):
+    from .tracker import Tracker
+    from .tree import TreeConfig
+
+    if args.sam2:
+        tree = TreeConfig.sam2()
+    else:
+        tree = TreeConfig(pathways=args.pathways, iou_threshold=args.iou_threshold, uncertainty=args.uncertainty)
+    tracker = Tracker(model, tree=tree, max_lag=args.max_lag)
+    prompts.add_to(tracker)
+    return tracker
+
+
+def _bar(total, quiet):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc="tracking", disable=quiet, file=sys.stderr,
+                dynamic_ncols=True, smoothing=0.1)
+
+
+def _close_quietly(generator) -> None:
+    if generator is not None:
+        try:
+            generator.close()
+        except BaseException:  # it was stopped by the very interrupt we are handling
+            pass
+
+
+class _Outputs:
+    """One run's masks and preview, and what feeds them (the progress bar, the tracker's
+    result stream, the frames for the preview). All of it is closed in one place, on
+    leaving the `with` block; on any failure the file in flight and the unfinished
+    preview are removed, so only complete files remain."""
+
+    def __init__(self, job: TrackJob, preview: bool):
+        from .writers import MatteWriter
+
+        job.out.mkdir(parents=True, exist_ok=True)
+        self.job = job
+        self.writer = MatteWriter(job.out, job.obj_ids)
+        self.want_preview = preview
+        self.preview_path = job.out / "preview.mp4"
+        self.preview = None  # a PreviewWriter filled while tracking, or afterwards from the files
+        self.preview_frames = None
+        self.results = None
+        self.bar = None
+        self.committed: list[int] = []
+        self.areas = {o: 0 for o in job.obj_ids}
+        self._empty = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        _close_quietly(self.results)
+        _close_quietly(self.preview_frames)
+        if self.bar is not None:
+            self.bar.close()
+        if exc_type is not None:
+            self.writer.cleanup()
+            if self.preview is not None:
+                self.preview.abort()
+        return False
+
+    def _new_preview(self):
+        from .writers import PreviewWriter
+
+        src = self.job.source
+        return PreviewWriter(self.preview_path, src.width, src.height, getattr(src, "fps", 24.0))
+
+    def track(self, tracker, quiet: bool, on_frame=None) -> None:
+        """Run the tracker, writing every committed frame; `on_frame(record)` gets its JSON record."""
+        job = self.job
+        expected = job.frames
+        if self.want_preview and job.direction == "forward" and expected:
+            # Forward frames arrive in order: overlay them as they come, from a second frame stream.
+            self.preview = self._new_preview()
+            self.preview_frames = job.source.frames(expected)
+        self.bar = _bar(len(expected), quiet)
+        self.results = tracker.propagate(job.source, direction=job.direction, start=job.start, end=job.end,
+                                         on_step=lambda i: self.bar.update(1))
+        for r in self.results:
+            by_obj = self._write(r)
+            if on_frame is not None:
+                on_frame(self._record(r, by_obj))
+            if self.preview is not None:
+                idx, image = next(self.preview_frames, (None, None))
+                if idx == r.frame_idx:
+                    self.preview.add(image, {o: by_obj.get(o) for o in job.obj_ids})
+                else:  # not the expected order after all: write the preview afterwards
+                    self.preview.abort()
+                    self.preview = None
+
+    def _write(self, r) -> dict:
+        import numpy as np
+
+        masks = r.masks.numpy() if hasattr(r.masks, "numpy") else np.asarray(r.masks)
+        by_obj = {o: masks[k] for k, o in enumerate(r.obj_ids)}
+        if self._empty is None:
+            self._empty = np.zeros((self.job.source.height, self.job.source.width), np.uint8)
+        for obj in self.job.obj_ids:
+            m = by_obj.get(obj)
+            self.writer.write(obj, r.frame_idx, self._empty if m is None else m.astype(np.uint8) * 255)
+            if m is not None:
+                self.areas[obj] += int(m.sum())
+        self.committed.append(r.frame_idx)
+        return by_obj
+
+    def _record(self, r, by_obj) -> dict:
+        objects = {}
+        for obj in self.job.obj_ids:
+            m = by_obj.get(obj)
+            if m is None:
+                objects[str(obj)] = {"area": 0, "score": None}
+                continue
+            j = r.obj_ids.index(obj)
+            score = float(r.object_scores[j]) if r.object_scores is not None else None
+            objects[str(obj)] = {"area": int(m.sum()), "score": None if score is None else round(score, 4)}
+        return {"frame": r.frame_idx, "objects": objects}
+
+    def finish_preview(self) -> None:
+        """Close the preview, first writing it from the mask files if it was not filled while tracking."""
+        if not self.want_preview:
+            return
+        if self.preview is None:
+            self.preview = self._new_preview()
+            for idx, image in self.job.source.frames(sorted(set(self.committed))):
+                self.preview.add(image, {o: self.writer.read(o, idx) for o in self.job.obj_ids})
+        self.preview.close()
+        self.preview = None
+
+
+def summary(job: TrackJob, outputs: _Outputs, seconds: float, preview: bool) -> dict:
+    done = outputs.committed
+    return {
+        "summary": {
+            "frames": len(done),
+            "objects": job.obj_ids,
+            "first_frame": min(done) if done else None,
+            "last_frame": max(done) if done else None,
+            "direction": job.direction,
+            "out": str(job.out),
+            "preview": str(outputs.preview_path) if preview else None,
+            "seconds": round(seconds, 3),
+            "mean_area": {str(o): (outputs.areas[o] / len(done) if done else 0) for o in job.obj_ids},
+        }
+    }
+
+
+def _error(e) -> int:
+    print(f"sam2long: error: {e}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def run_track(args, *, model=None, stdout=None) -> int:
+    """The `track` job: check inputs -> load the model -> build the tracker -> track and
+    write masks -> preview -> summary. `model`: an already loaded `LoadedModel` to use
+    instead of loading --checkpoint (one load for many shots). Returns the exit code."""
+    from .errors import FrameError, PromptError
+
+    stdout = stdout or sys.stdout
+    t0 = time.perf_counter()
+    try:
+        job = validate_inputs(args)
+        if model is None:
+            model = _load_model(args)
+        tracker = build_tracker(model, args, job.prompts)
+    except (ValueError, FileNotFoundError) as e:  # bad prompts, frames, checkpoint, device, precision
+        return _error(e)
+
+    def on_frame(record):
+        print(json.dumps(record), file=stdout, flush=True)
+
+    outputs = _Outputs(job, preview=not args.no_preview)
+    try:
+        with outputs:
+            outputs.track(tracker, args.quiet, on_frame if args.json else None)
+            outputs.finish_preview()
+    except KeyboardInterrupt:
+        print(f"\nsam2long: interrupted: {len(outputs.committed)} frame(s) of masks were written completely "
+              f"to {job.out} (no preview); run the command again to redo the shot", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (FrameError, PromptError) as e:
+        return _error(e)
+
+    seconds = time.perf_counter() - t0
+    if args.json:
+        print(json.dumps(summary(job, outputs, seconds, not args.no_preview)), file=stdout, flush=True)
+    elif not args.quiet:
+        print(f"sam2long: {len(outputs.committed)} frames x {len(job.obj_ids)} object(s) written to {job.out} "
+              f"in {seconds:.1f}s", file=sys.stderr)
+    return EXIT_OK
 
 
 # --- argument parsing -----------------------------------------------------------------
@@ -558,19 +460,24 @@ def _add_common(p: argparse.ArgumentParser, checkpoint_default=None):
                         + (f" (default: {checkpoint_default})" if checkpoint_default else ""))
     p.add_argument("--out", required=checkpoint_default is None, default=None if checkpoint_default is None
                    else "sam2long_demo", metavar="DIR", help="output folder for the masks and preview.mp4")
+    from .tree import TreeConfig
+
+    paper = TreeConfig()  # the defaults are the library's (the paper's)
     tree = p.add_argument_group("memory tree")
-    tree.add_argument("--pathways", type=_pos_int, default=3, metavar="P",
-                      help="memory pathways kept per object (default 3; 1 is SAM 2's single greedy history)")
-    tree.add_argument("--iou-threshold", type=float, default=0.3, metavar="T",
-                      help="a frame enters an object's memory only if its predicted IoU is above T (default 0.3)")
-    tree.add_argument("--uncertainty", type=float, default=2.0, metavar="U",
-                      help="when every pathway's |object score| is at most U, keep diverse candidates "
-                           "instead of the top scores (default 2.0)")
+    tree.add_argument("--pathways", type=_pos_int, default=paper.pathways, metavar="P",
+                      help=f"memory pathways kept per object (default {paper.pathways}); 1 keeps one history, "
+                           f"still with SAM2Long's memory selection and key modulation (plain SAM 2 is --sam2)")
+    tree.add_argument("--iou-threshold", type=float, default=paper.iou_threshold, metavar="T",
+                      help=f"a frame enters an object's memory only if its predicted IoU is above T "
+                           f"(default {paper.iou_threshold})")
+    tree.add_argument("--uncertainty", type=float, default=paper.uncertainty, metavar="U",
+                      help=f"when every pathway's |object score| is at most U, keep diverse candidates "
+                           f"instead of the top scores (default {paper.uncertainty})")
     tree.add_argument("--sam2", action="store_true",
                       help="plain SAM 2 instead of the memory tree (ignores the three options above), "
                            "for comparison")
-    tree.add_argument("--max-lag", type=_nonneg_int, default=None, metavar="K",
-                      help="force masks out at most K frames behind tracking (bounded memory; an "
+    tree.add_argument("--max-lag", type=_max_lag, default=None, metavar="K",
+                      help="force masks out at most K frames (K >= 1) behind tracking (bounded memory; an "
                            "approximation). Default: exact, masks come out when all pathways agree")
     run = p.add_argument_group("running")
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
@@ -651,10 +558,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before tracking started: nothing was written
         print("\nsam2long: interrupted before any mask was written", file=sys.stderr)
         return EXIT_INTERRUPTED
-
-
-def entry_point() -> None:  # pragma: no cover
-    sys.exit(main())
 
 
 if __name__ == "__main__":  # pragma: no cover

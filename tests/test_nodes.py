@@ -34,7 +34,8 @@ def comfy(tmp_path_factory):
             sys.path.insert(0, p)
     import comfy_fake
 
-    models = tmp_path_factory.mktemp("models")
+    models = tmp_path_factory.mktemp("comfyui") / "models"  # input/output/temp are its siblings
+    models.mkdir()
     comfy_fake.install(str(models))
     _purge_nodes()
     nodes = importlib.import_module("nodes")
@@ -86,9 +87,10 @@ def test_schemas_valid_and_prefixed(comfy):
         seen.add(s.node_id)
         for o in s.outputs:
             assert o.display_name, (s.node_id, o.id)
-    assert seen == {"SAM2LongModelLoader", "SAM2LongPrompt", "SAM2LongTrack", "SAM2LongTrackToMask",
-                    "SAM2LongPreview"}
+    assert seen == {"SAM2LongModelLoader", "SAM2LongLoadShot", "SAM2LongPrompt", "SAM2LongTrack",
+                    "SAM2LongTrackToMask", "SAM2LongPreview", "SAM2LongSaveMattes"}
     assert comfy.nodes.SAM2LongPreview.define_schema().is_output_node
+    assert comfy.nodes.SAM2LongSaveMattes.define_schema().is_output_node
 
 
 def test_entry_point_imports_as_comfyui_does(comfy):
@@ -101,7 +103,7 @@ def test_entry_point_imports_as_comfyui_does(comfy):
     assert not hasattr(mod, "NODE_CLASS_MAPPINGS")  # else ComfyUI would ignore comfy_entrypoint
     ext = asyncio.run(mod.comfy_entrypoint())
     ids = [c.define_schema().node_id for c in asyncio.run(ext.get_node_list())]
-    assert len(ids) == 5 and all(i.startswith("SAM2Long") for i in ids)
+    assert len(ids) == 7 and all(i.startswith("SAM2Long") for i in ids)
 
 
 def test_model_folder_keeps_user_entry(comfy, tmp_path):
@@ -267,7 +269,7 @@ def test_track_prompt_on_batch_frame_outside(comfy, handle):
 
 
 def test_normalized_coordinates(comfy, handle):
-    from nodes.track import apply_prompts
+    from nodes.prompts import apply_prompts
 
     calls = []
 
@@ -289,6 +291,21 @@ def test_normalized_coordinates(comfy, handle):
     assert calls[0] == ("points", {"frame": 11, "obj_id": 0, "points": [(32.0, 12.0)], "labels": [1]})
     kind, kw = calls[1]
     assert kind == "mask" and kw["frame"] == 10 and kw["mask"].shape == (48, 64)  # resized to source
+
+
+def test_chain_checked_by_the_library_validator(comfy):
+    from nodes.prompts import PromptChain, apply_prompts
+
+    class Refuse:
+        def __getattr__(self, name):
+            raise AssertionError("nothing reaches the tracker before every prompt is checked")
+
+    p = _prompt(comfy, positive_coords='[{"x": 64, "y": 48}]')  # the frame's far corner: inside
+    p = _prompt(comfy, prompts=p, object_id=1, positive_coords='[{"x": 70, "y": 5}]')
+    assert isinstance(p, PromptChain)
+    with pytest.raises(ValueError, match=r"SAM2Long: point \(70, 5\) for object 1 on frame 0 is outside the "
+                                         r"64x48 frame"):
+        apply_prompts(Refuse(), p, first_index=0, num_frames=4, height=48, width=64)
 
 
 def test_track_to_mask_selection(comfy, handle):

@@ -10,11 +10,13 @@ once per frame for all objects, so sums differ in the last bits (measured: up to
 4e-7): logits agree to LOGIT_TOL, and a mask pixel may differ only where the
 reference logit is within LOGIT_TOL of 0."""
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from sam2long import cli
 from sam2long.frames import open_frames
 from sam2long.model import LoadedModel
 from sam2long.tracker import Tracker
@@ -136,3 +138,17 @@ def test_tree_off_equals_sam2_predictor_on_real_frames(tmp_path):
     model, ref = reference_run("sam2.1_hiera_tiny", folder, prompts)
     ours = our_run(model, folder, prompts)
     assert_same(ours, ref, range(12))
+
+
+def test_cli_sam2_masks_equal_sam2_predictor(clip_folder, tmp_path, monkeypatch):
+    # The command line on the same folder (`--sam2`): the mask PNGs are SAM 2's masks.
+    model, ref = reference_run("sam2.1_hiera_tiny", clip_folder, [("points", 0, 1, ([(30, 20)], [1]))])
+    monkeypatch.setattr(cli, "_load_model", lambda args: model)
+    out = tmp_path / "out"
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        rc = cli.main(["track", str(clip_folder), "--checkpoint", "x", "--out", str(out), "--sam2",
+                       "--point", "30,20", "--quiet", "--no-preview"])
+    assert rc == 0
+    for t in range(24):
+        written = np.asarray(Image.open(out / "1" / f"{t:05d}.png")) > 0
+        assert np.array_equal(written, (ref[t][1] > 0).numpy()), f"frame {t}: masks differ"

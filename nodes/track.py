@@ -139,8 +139,10 @@ def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | 
             builder.ensure_objects(prompts.obj_ids)
         first_tracked = None
         try:
+            # A range of a longer file: SAM 2 would see the whole file (pointer positions).
+            shot_length = shot.total if shot is not None else None
             for r in tracker.propagate(frames, direction=direction, start=first + start, end=first + end,
-                                       on_step=on_step):
+                                       on_step=on_step, shot_length=shot_length):
                 builder.add(r.frame_idx, r.obj_ids, r.masks, r.object_scores)
                 if first_tracked is None:
                     first_tracked = r.frame_idx - first

@@ -100,6 +100,7 @@ class Pass:
     next_frame: int
     starts: dict  # obj_id -> frame where it starts in this pass (not yet started)
     silent_starts: bool  # "both": the backward pass does not re-emit start frames
+    shot_length: int  # SAM 2's num_frames: frames known in the shot (pointer positions)
     objects: dict = field(default_factory=dict)  # obj_id -> ObjectTree
 
 
@@ -184,7 +185,7 @@ class TreeStep:
                     unit_of[id(leaf)] = len(units)
                     units.append(leaf)
                     plans.append(plan_memory(leaf, t, obj.cond, cfg, core.num_maskmem, core.max_ptrs))
-        decoded = core.track(ff, plans)
+        decoded = core.track(ff, plans, self.run.shot_length)
 
         picks, new_nodes, pending = [], {}, []
         for obj in objects:

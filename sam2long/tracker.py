@@ -140,8 +140,17 @@ class Tracker:
         end: int | None = None,
         return_logits: bool = False,
         on_step=None,
+        shot_length: int | None = None,
     ):
-        """Track through `source`, yielding a FrameResult per frame in processing order."""
+        """Track through `source`, yielding a FrameResult per frame in processing order.
+
+        `shot_length`: frames in the whole shot when `source` is only its first chunk
+        (default: the source ends the shot, `first_index + len(source)`). As in SAM 2,
+        object pointers are positioned by distance / (min(shot_length, 16) - 1), so only
+        shots shorter than 16 frames depend on it. A continued run keeps the length of
+        the run it continues, extended to the end of each new chunk: a stream whose first
+        chunk has fewer than 16 frames matches one uninterrupted run only if that first
+        chunk is given the shot's length (any value >= 16 for an open-ended stream)."""
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
         first, last = source.first_index, source.first_index + len(source) - 1
@@ -155,6 +164,10 @@ class Tracker:
         end = last if end is None else end
         if not (first <= start <= end <= last):
             raise FrameError(f"start/end {start}..{end} must lie within the frames {first}..{last}")
+        if shot_length is not None and shot_length <= last:
+            raise ValueError(f"shot_length {shot_length} is shorter than the frames given (0..{last}); "
+                             "give the whole shot's frame count, or leave it out")
+        shot_length = last + 1 if shot_length is None else int(shot_length)
         # A continued run may hold prompts of earlier chunks: check frames only on a fresh run.
         self.prompts.check(source.height, source.width, first, last, frames=self._run is None)
         if not self.prompts.by_object:
@@ -162,18 +175,19 @@ class Tracker:
         self._frame_size = size
 
         if self._run is not None:
+            self._run.shot_length = max(self._run.shot_length, shot_length)
             yield from self._continue(source, direction, start, end, return_logits, on_step)
             return
         runs = []
         if direction in ("forward", "both"):
             starts = self._first_prompts(start, end, latest=False)
-            runs.append(Pass(+1, min(starts.values()), starts, silent_starts=False))
+            runs.append(Pass(+1, min(starts.values()), starts, silent_starts=False, shot_length=shot_length))
             if direction == "both":
                 back = dict(starts)  # the forward pass consumes its own dict
-                runs.append(Pass(-1, max(back.values()), back, silent_starts=True))
+                runs.append(Pass(-1, max(back.values()), back, silent_starts=True, shot_length=shot_length))
         else:
             starts = self._first_prompts(start, end, latest=True)
-            runs.append(Pass(-1, max(starts.values()), starts, silent_starts=False))
+            runs.append(Pass(-1, max(starts.values()), starts, silent_starts=False, shot_length=shot_length))
         for run in runs:
             self._run = run
             stop = end if run.step > 0 else start

@@ -82,7 +82,9 @@ def test_padding_is_exercised(micro_model, clip, monkeypatch):
 def test_chunked_and_resumed_equals_uninterrupted(micro_model, clip, tree):
     prompt = [("add_points", 0, 1, [(30, 20)], [1])]
     whole, _ = track(micro_model, clip, prompt, tree)
-    first, tracker = track(micro_model, clip[:12], prompt, tree)
+    # The first chunk is shorter than 16 frames: it needs the shot's length for SAM 2's
+    # pointer positions (min(T, 16) - 1); later chunks inherit it from the state.
+    first, tracker = track(micro_model, clip[:12], prompt, tree, shot_length=len(clip))
     state = tracker.state()
     resumed = Tracker.resume(micro_model, state)
     second, _ = track(micro_model, clip[12:], [], tracker=resumed, first_index=12)

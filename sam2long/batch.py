@@ -260,6 +260,7 @@ class Run:
     def __init__(self, shots: list[Shot], retries: int, progress: Progress):
         self.shots = {s.index: s for s in shots}
         self.outcomes = {s.index: Outcome() for s in shots}
+        self.workers = {}  # shot index -> the worker of its latest try (a dead worker reports nothing)
         self.retries = retries
         self.progress = progress
 
@@ -267,6 +268,7 @@ class Run:
         """An event from a worker: "shot" is the shot's index."""
         shot = self.shots[event["shot"]]
         if event["event"] == "started":
+            self.workers[shot.index] = event["worker"]
             event = {**event, "try": self.outcomes[shot.index].tries + 1, "output": shot.output}
         self.progress.event({**event, "shot": shot.name})
 
@@ -278,7 +280,8 @@ class Run:
         """Record a try's result; True if the shot should be tried again."""
         o = self.outcomes[shot.index]
         o.tries += 1
-        event = {"shot": shot.name, "try": o.tries, "output": shot.output, "worker": result.get("worker")}
+        event = {"shot": shot.name, "try": o.tries, "output": shot.output,
+                 "worker": result.get("worker") or self.workers.get(shot.index)}
         if result["status"] == "done":
             o.status, o.frames, o.seconds, o.error = "done", result["frames"], result["seconds"], ""
             self.progress.event({"event": "done", **event, "frames": o.frames, "seconds": o.seconds})

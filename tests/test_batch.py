@@ -303,6 +303,7 @@ def test_ray_worker_killed_mid_shot(ray_cluster, workdir, reference, capsys):
     assert rc == 0, err
     retry = [e for e in events if e.get("event") == "retry"]
     assert [e["shot"] for e in retry] == ["sh020"] and "worker died" in retry[0]["error"]
+    assert retry[0]["worker"].endswith(f":{killed[0]}")
     assert kinds(events) == [("sh010", "done"), ("sh020", "done"), ("sh020", "retry"), ("sh030", "done")]
     for s in SHOTS:
         same_outputs(out.parent / s["output"], reference / s["name"])

@@ -4,6 +4,7 @@ tree off, P=1 and P=3, on the same seeded random weights, clips and prompts.
     PYTHONPATH=. python bench/run.py --quick            # a few minutes on a CPU
     PYTHONPATH=. python bench/run.py --full             # long (10,000-frame runs)
     PYTHONPATH=. python bench/run.py --device cuda --precision bf16 [--compile] --sections gpu
+    PYTHONPATH=. python bench/run.py --sections batch   # `sam2long batch`: in-process, Ray 1/2/4 workers
 
 Every measured case runs in a fresh subprocess (so peak process memory is per system);
 cases of one table are interleaved in rounds so that load changes hit all systems alike.
@@ -25,6 +26,8 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+
+import batch_bench  # bench/batch_bench.py: this script's folder is first on sys.path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -701,8 +704,10 @@ def render(data: dict, meta: dict) -> str:
         "profile": "Profile: where a frame's time goes (bedroom.mp4, SAM 2.1 tiny, 1024 input)",
         "gpu": "GPU: frames/s at 1080p",
         "preprocess": "Preprocessing: one 1920x1080 frame to model input, per frame",
+        "batch": "Many shots: `sam2long batch`, in-process and on a local Ray (CPU workers)",
     }
-    order = ("cpu1024", "pair1024", "cups1024", "synth256", "gpu", "long", "micro", "syncs", "profile", "preprocess")
+    order = ("cpu1024", "pair1024", "cups1024", "synth256", "gpu", "long", "micro", "syncs", "profile", "preprocess",
+             "batch")
     names = []
     for k in order:  # GPU sections are saved one per variant and compile setting: gpu[-compile]-VARIANT
         names += sorted(n for n in data if n.startswith("gpu-")) if k == "gpu" else [k + "-full", k]
@@ -811,6 +816,8 @@ def render(data: dict, meta: dict) -> str:
                       "| path | median ms/frame | p90 ms |", "|---|---|---|"]
                 for name, dts in r["cases"].items():
                     L.append(f"| {name} | {1000 * statistics.median(dts):.1f} | {1000 * percentile(dts, 0.9):.1f} |")
+        elif key == "batch":
+            L += batch_bench.render(res)
         L.append("")
     notes_md = HERE / "NOTES.md"
     if notes_md.exists():  # hand-written reading of the figures (profile, changes, recommendations)
@@ -862,7 +869,7 @@ QUICK = dict(cpu1024_frames=3, cpu1024_rounds=1, synth_frames=8, synth_rounds=1,
              micro_sizes=[64, 256], micro_repeats=5, sync_frames=20, profile_frames=8, preprocess_repeats=10)
 FULL = dict(cpu1024_frames=20, cpu1024_rounds=1, synth_frames=40, synth_rounds=2, long=[100, 1000, 10000], sam2_cap=1000,
             micro_sizes=[1024, 256], micro_repeats=3, sync_frames=40, profile_frames=8, preprocess_repeats=30)
-SECTIONS = ("syncs", "micro", "synth256", "cpu1024", "long", "profile", "preprocess")
+SECTIONS = ("syncs", "micro", "synth256", "cpu1024", "long", "profile", "preprocess", "batch")
 
 
 def main():
@@ -884,6 +891,7 @@ def main():
     ap.add_argument("--gpu-variants", default="sam2.1_hiera_tiny,sam2.1_hiera_large", help="gpu section: variants")
     ap.add_argument("--gpu-frames", type=int, default=120, help="gpu section: frames tracked per system")
     ap.add_argument("--gpu-warmup", type=int, default=20, help="gpu section: first tracked frames not timed")
+    ap.add_argument("--batch-dir", default="/tmp/sam2long_bench_batch", help="batch section: job, clips, outputs")
     ap.add_argument("--render-only", action="store_true", help="rewrite --out from --results, measure nothing")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -922,6 +930,8 @@ def main():
             res = section_profile(args, 1024, cfg["profile_frames"])
         elif sec == "preprocess":
             res = section_preprocess(args, cfg["preprocess_repeats"])
+        elif sec == "batch":
+            res = batch_bench.section(args, ROOT, rounds=rounds or 2)
         elif sec == "gpu":  # one section per variant, so tiny and large can run in separate calls
             for variant in args.gpu_variants.split(","):
                 specs = [base(args, clip="synth1080", frames=args.gpu_frames, image_size=args.image_size, system=s,

@@ -2,6 +2,7 @@
 
     sam2long track VIDEO --checkpoint CKPT [prompts] --out DIR
     sam2long demo [--checkpoint CKPT] [--out DIR]
+    sam2long batch JOBS.yaml [--engine ray]    (many shots: see sam2long/batch.py)
 
 Masks are written as they are committed, each PNG to a temporary name first and
 then renamed into place, so an interrupted run leaves only complete files.
@@ -532,6 +533,10 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run the main job on the short clip shipped with sam2long: one click set "
                                     "on the girl on frame 0, masks and preview written to --out.")
     _add_common(dm, checkpoint_default=DEMO_CHECKPOINT)
+
+    from .batch import add_batch_parser
+
+    add_batch_parser(sub)
     return parser
 
 
@@ -549,6 +554,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code) if isinstance(e.code, int) else EXIT_BAD_INPUT
+    if args.command == "batch":
+        from .batch import run_batch
+
+        return run_batch(args)
     if args.command == "demo":
         args = demo_args(args)
         if not args.quiet:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import save_checkpoint, write_mp4
 from PIL import Image
 
 from sam2long import cli
@@ -34,18 +35,7 @@ def clip_frame(i):
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    import av
-
-    path = tmp_path_factory.mktemp("clip") / "shot.mp4"
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=24)
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        for i in range(N):
-            for p in s.encode(av.VideoFrame.from_ndarray(clip_frame(i), format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
+    return write_mp4(tmp_path_factory.mktemp("clip") / "shot.mp4", [clip_frame(i) for i in range(N)])
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +57,7 @@ def net():
 
 @pytest.fixture(scope="module")
 def checkpoint(net, tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt") / "random_tiny.pt"
-    torch.save({"model": net.state_dict()}, path)
-    return path
+    return save_checkpoint(net, tmp_path_factory.mktemp("ckpt") / "random_tiny.pt")
 
 
 @pytest.fixture

@@ -131,14 +131,14 @@ class _Event(argparse.Action):
         namespace.events = events
 
 
-def prompts_from_events(events):
+def prompts_from_events(events, first_frame: int = 0):
     """The library's `PromptSet` from --frame/--object/--point/--box/--mask in command-line
     order; mask files are read here. Refuses what the syntax leaves ambiguous: a second
     box or mask for one object and frame, a mask together with clicks or a box."""
     from .prompts import PromptSet, read_mask
 
     prompts = PromptSet()
-    frame, obj = 0, 1
+    frame, obj = first_frame, 1  # before any --frame: the shot's first frame
     for kind, value in events or []:
         if kind == "frame":
             frame = value
@@ -223,16 +223,18 @@ def validate_inputs(args) -> TrackJob:
     """Check everything the command line gives before a model is loaded or a file is written."""
     from .frames import open_frames
 
-    prompts = prompts_from_events(getattr(args, "events", None))
     check_device(args.device)
     source = open_frames(args.video)
-    n = len(source)
-    start = 0 if args.start is None else args.start
-    end = n - 1 if args.end is None else args.end
-    if start >= n or end >= n or start > end:
-        raise BadInput(f"--start {start} / --end {end} do not fit the video's frames 0..{n - 1}: "
-                       f"give 0 <= start <= end <= {n - 1}")
-    prompts.check(source.height, source.width, 0, n - 1)
+    prompts = prompts_from_events(getattr(args, "events", None), source.first_index)
+    first, last = source.first_index, source.first_index + len(source) - 1
+    start = first if args.start is None else args.start
+    end = last if args.end is None else args.end
+    for name, frame in (("--start", start), ("--end", end)):
+        if not first <= frame <= last:
+            raise BadInput(f"{name} {frame}: frame {frame} is not in this shot: its frames are {first}-{last}")
+    if start > end:
+        raise BadInput(f"--start {start} is after --end {end}: give start <= end")
+    prompts.check(source.height, source.width, first, last)
     for frame in prompts.frames:
         if not start <= frame <= end:
             obj = next(o for o in prompts.obj_ids if prompts.get(frame, o) is not None)
@@ -293,7 +295,7 @@ class _Outputs:
 
         job.out.mkdir(parents=True, exist_ok=True)
         self.job = job
-        self.writer = MatteWriter(job.out, job.obj_ids)
+        self.writer = MatteWriter(job.out, job.obj_ids, padding=getattr(job.source, "padding", 5))
         self.want_preview = preview
         self.preview_path = job.out / "preview.mp4"
         self.preview = None  # a PreviewWriter filled while tracking, or afterwards from the files

@@ -644,8 +644,9 @@ def render(data: dict, meta: dict) -> str:
         "syncs": "Host-device synchronisations and operator launches per frame",
         "profile": "Profile: where a frame's time goes (bedroom.mp4, SAM 2.1 tiny, 1024 input)",
         "gpu": "GPU: frames/s at 1080p",
+        "plates": "Plates: decode cost per frame (EXR, DPX, PNG) against MP4",
     }
-    order = ("cpu1024", "pair1024", "cups1024", "synth256", "gpu", "long", "micro", "syncs", "profile")
+    order = ("cpu1024", "pair1024", "cups1024", "synth256", "gpu", "long", "micro", "syncs", "profile", "plates")
     names = []
     for k in order:  # GPU sections are saved one per variant and compile setting: gpu[-compile]-VARIANT
         names += sorted(n for n in data if n.startswith("gpu-")) if k == "gpu" else [k + "-full", k]
@@ -731,6 +732,10 @@ def render(data: dict, meta: dict) -> str:
                 if "ops_top" in r:
                     top = ", ".join(f"{k.removeprefix('aten.')} {v:.0f}" for k, v in r["ops_top"].items())
                     L.append(f"  - most dispatched operators per frame: {top}")
+        elif key == "plates":
+            from plates import render_plates  # bench/plates.py
+
+            L += render_plates(res)
         elif key == "profile":
             L += ["| system | frames | total s | stage | s | share of total |", "|---|---|---|---|---|---|"]
             for r in res:
@@ -790,10 +795,10 @@ def save(section: str, results, args, results_path: Path):
 
 
 QUICK = dict(cpu1024_frames=3, cpu1024_rounds=1, synth_frames=8, synth_rounds=1, long=[100, 300], sam2_cap=300,
-             micro_sizes=[64, 256], micro_repeats=5, sync_frames=20, profile_frames=8)
+             micro_sizes=[64, 256], micro_repeats=5, sync_frames=20, profile_frames=8, plate_frames=6)
 FULL = dict(cpu1024_frames=20, cpu1024_rounds=1, synth_frames=40, synth_rounds=2, long=[100, 1000, 10000], sam2_cap=1000,
-            micro_sizes=[1024, 256], micro_repeats=3, sync_frames=40, profile_frames=8)
-SECTIONS = ("syncs", "micro", "synth256", "cpu1024", "long", "profile")
+            micro_sizes=[1024, 256], micro_repeats=3, sync_frames=40, profile_frames=8, plate_frames=12)
+SECTIONS = ("syncs", "micro", "synth256", "cpu1024", "long", "profile", "plates")
 
 
 def main():
@@ -851,6 +856,10 @@ def main():
             res = section_long(args, cfg["long"], ["off", "p3", "sam2"], cfg["sam2_cap"])
         elif sec == "profile":
             res = section_profile(args, 1024, cfg["profile_frames"])
+        elif sec == "plates":  # decode cost of image sequences, in this process (no model)
+            from plates import section_plates  # bench/plates.py
+
+            res = section_plates(MEDIA, cfg["plate_frames"])
         elif sec == "gpu":  # one section per variant, so tiny and large can run in separate calls
             for variant in args.gpu_variants.split(","):
                 specs = [base(args, clip="synth1080", frames=args.gpu_frames, image_size=args.image_size, system=s,

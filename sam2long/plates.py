@@ -216,7 +216,7 @@ def _lut(transfer: str, kind: str) -> np.ndarray:
     return _LUTS[key]
 
 
-_DPX_VIDEO = ("unspecified video", "smpte", "itu-r", "ntsc", "pal", "z linear", "z homogeneous")
+_DPX_VIDEO = ("unspecified video", "smpte", "itu-r", "ntsc", "pal")  # header transfers of video curves
 
 
 def default_transfer(ext: str, pixel_format: str, dpx_transfer: str = "") -> tuple[str, str]:
@@ -270,8 +270,7 @@ class _Header:
         self.width, self.height = s.full_width, s.full_height
         self.window = (s.x - s.full_x, s.y - s.full_y, s.width, s.height)  # data window in display coords
         self.format = str(s.format)
-        self.names = list(s.channelnames)
-        self.channels = _rgb_channels(self.names, f)
+        self.channels = _rgb_channels(list(s.channelnames), f)
         self.dpx_transfer = s.get_string_attribute("dpx:Transfer")
         fps = s.getattribute("FramesPerSecond")
         if isinstance(fps, tuple) and len(fps) == 2 and fps[1]:
@@ -392,7 +391,7 @@ class PlateFrames:
             display = quantise(_TRANSFERS[transfer](np.nan_to_num(data.astype(np.float64))))
         else:
             transfer, _ = default_transfer(h.file.suffix.lower(), h.format, h.dpx_transfer)
-            display = _lut(transfer, kind)[np.ascontiguousarray(data).view(np.uint16)]
+            display = np.take(_lut(transfer, kind), np.ascontiguousarray(data).view(np.uint16))
         out[y + y0:y + y1, x + x0:x + x1] = display
         return out
 

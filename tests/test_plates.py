@@ -43,8 +43,8 @@ def write_image(path, pixels, fmt, channels=("R", "G", "B"), compression=None, b
         spec.attribute("compression", compression)
     if bits:
         spec.attribute("oiio:BitsPerSample", bits)
-    for k, v in attrs:
-        spec.attribute(k, v)
+    for a in attrs:
+        spec.attribute(*a)
     out = oiio.ImageOutput.create(str(path))
     assert out.open(str(path), spec), out.geterror()
     assert out.write_image(np.ascontiguousarray(pixels)), out.geterror()
@@ -92,9 +92,10 @@ def test_exr_rgba_and_data_window_inside_display_window(tmp_path):
     rgba = np.concatenate([linear_of(img), np.full((10, 20, 1), 0.5)], axis=2).astype(np.float32)
     # channels stored A first: the reader goes by name
     write_image(tmp_path / "p.0001.exr", rgba[..., [3, 0, 1, 2]], "half", channels=("A", "R", "G", "B"),
-                display=(40, 30), origin=(5, 4))
+                display=(40, 30), origin=(5, 4), attrs=[("FramesPerSecond", oiio.TypeDesc("rational"), (24000, 1001))])
     src = open_frames(tmp_path / "p.0001.exr")
     assert (src.width, src.height, src.first_index, src.padding) == (40, 30, 1, 4)
+    assert abs(src.fps - 23.976) < 1e-3
     (_, f), = src.frames([1])
     assert diff_stats(f[4:14, 5:25], img)[0] <= 1
     outside = np.ones((30, 40), bool)
@@ -338,3 +339,21 @@ def test_matte_formats_read_back_with_openimageio(tmp_path, fmt):
 def test_matte_writer_rejects_unknown_format(tmp_path):
     with pytest.raises(ValueError, match="unknown matte format 'jpg'.*png, png16, exr, tif16"):
         MatteWriter(tmp_path, [1], fmt="jpg")
+
+
+@pytest.mark.parametrize("fmt", ["exr", "png16"])
+def test_interrupted_matte_write_leaves_nothing(tmp_path, fmt, monkeypatch):
+    import sam2long.writers as writers
+
+    w = MatteWriter(tmp_path, [1], fmt=fmt)
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writers.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        w.write(1, 7, np.ones((H, W), bool))
+    assert w.in_flight is not None and w.in_flight.exists()  # complete under its temporary name only
+    w.cleanup()
+    assert list((tmp_path / "1").iterdir()) == []
+

@@ -795,7 +795,7 @@ def save(section: str, results, args, results_path: Path):
 
 
 QUICK = dict(cpu1024_frames=3, cpu1024_rounds=1, synth_frames=8, synth_rounds=1, long=[100, 300], sam2_cap=300,
-             micro_sizes=[64, 256], micro_repeats=5, sync_frames=20, profile_frames=8, plate_frames=6)
+             micro_sizes=[64, 256], micro_repeats=5, sync_frames=20, profile_frames=8, plate_frames=8)
 FULL = dict(cpu1024_frames=20, cpu1024_rounds=1, synth_frames=40, synth_rounds=2, long=[100, 1000, 10000], sam2_cap=1000,
             micro_sizes=[1024, 256], micro_repeats=3, sync_frames=40, profile_frames=8, plate_frames=12)
 SECTIONS = ("syncs", "micro", "synth256", "cpu1024", "long", "profile", "plates")

@@ -22,6 +22,18 @@ MATTE_FORMATS = ("png", "png16", "exr", "tif16")
 _EXTENSIONS = {"png": "png", "png16": "png", "exr": "exr", "tif16": "tif"}
 
 
+def check_matte_format(fmt: str) -> None:
+    """A ValueError naming the fix unless `fmt` is a matte format this install can write."""
+    if fmt not in MATTE_FORMATS:
+        raise ValueError(f"unknown matte format {fmt!r}: give one of {', '.join(MATTE_FORMATS)}")
+    if fmt != "png":
+        try:
+            import OpenImageIO  # noqa: F401
+        except ImportError:
+            raise ValueError(f"matte format {fmt!r} needs OpenImageIO: pip install openimageio "
+                             f"(or write 8-bit png mattes)") from None
+
+
 class MatteWriter:
     """One matte file per (object, frame): `root/<object id>/<prefix><frame, padded>.<ext>`.
 
@@ -33,14 +45,7 @@ class MatteWriter:
     `cleanup()` after an interruption."""
 
     def __init__(self, root: Path, obj_ids, padding: int = 5, fmt: str = "png", prefix: str = ""):
-        if fmt not in MATTE_FORMATS:
-            raise ValueError(f"unknown matte format {fmt!r}: give one of {', '.join(MATTE_FORMATS)}")
-        if fmt != "png":
-            try:
-                import OpenImageIO  # noqa: F401
-            except ImportError:
-                raise ValueError(f"matte format {fmt!r} needs OpenImageIO: pip install openimageio "
-                                 f"(or write 8-bit png mattes)") from None
+        check_matte_format(fmt)
         self.root = Path(root)
         self.obj_ids = list(obj_ids)
         self.padding = int(padding)

@@ -357,3 +357,81 @@ def test_interrupted_matte_write_leaves_nothing(tmp_path, fmt, monkeypatch):
     w.cleanup()
     assert list((tmp_path / "1").iterdir()) == []
 
+
+# --- end to end through the command line ------------------------------------------------------
+
+
+def test_exr_plate_and_png_frames_give_the_same_mattes(tmp_path, tiny_model, monkeypatch, capsys):
+    """The same 5 frames as 8-bit PNGs (shot.0..4) and as a scene-linear half EXR plate
+    numbered from 1001: the EXR decodes to the PNGs' bytes, so a random-weight model gives
+    the same mattes, and the EXR run's mattes carry the plate's numbers."""
+    from sam2long import cli
+
+    monkeypatch.setattr(cli, "_load_model", lambda args: tiny_model)
+    pngs, exrs = tmp_path / "pngs", tmp_path / "exrs"
+    pngs.mkdir(), exrs.mkdir()
+    clip = [srgb_image(i, 72, 56) for i in range(5)]
+    for i, img in enumerate(clip):
+        img[15:35, 10 + 4 * i:28 + 4 * i] = (230, 60, 40)  # a block moving right
+        Image.fromarray(img).save(pngs / f"shot.{i}.png")
+        write_image(exrs / f"plate.{1001 + i}.exr", linear_of(img).astype(np.float32), "half", compression="piz")
+    common = ["--checkpoint", "random", "--quiet", "--no-preview", "--box", "8,12,32,38"]
+
+    def run(*argv):
+        rc = cli.main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        assert rc == 0, err
+        return err
+
+    run("track", pngs, "--out", tmp_path / "a", *common)
+    err = run("track", exrs / "plate.####.exr", "--out", tmp_path / "b", "--format", "exr", "--frame", "1001",
+              *common)
+    assert "scene-linear" in err  # the colour default, said once
+    run("track", exrs / "plate.1003.exr", "--out", tmp_path / "c", "--format", "exr", "--soft", *common)
+    a = MatteWriter(tmp_path / "a", [1], padding=1)
+    b = MatteWriter(tmp_path / "b", [1], padding=4, fmt="exr")
+    c = MatteWriter(tmp_path / "c", [1], padding=4, fmt="exr")
+    assert sorted(p.name for p in (tmp_path / "b" / "1").iterdir()) == [f"{n}.exr" for n in range(1001, 1006)]
+    decoded = frames_of(open_frames(exrs))
+    agree = []
+    for i in range(5):
+        assert np.array_equal(decoded[1001 + i], clip[i])
+        hard_a, hard_b = a.read(1, i), b.read(1, 1001 + i)
+        agree.append(float((hard_a == hard_b).mean()))
+        soft = c.read(1, 1001 + i, soft=True)
+        assert soft.dtype == np.float32 and 0 <= soft.min() and soft.max() <= 1
+        assert ((soft > 0) & (soft < 1)).any()  # probabilities, not 0/1
+        # the soft matte is the probability behind the hard one: they differ only where half
+        # precision (steps of 2^-11 at 0.5) rounds a probability next to 0.5 onto or across it
+        differ = (soft > 0.5) != hard_b
+        assert np.abs(soft[differ] - 0.5).max(initial=0) <= 2 ** -11
+    assert agree == [1.0] * 5  # measured: every pixel of every frame agrees
+    assert any(b.read(1, 1001 + i).any() for i in range(5))
+
+
+def test_cli_plate_errors_before_writing(tmp_path, capsys, monkeypatch):
+    from sam2long import cli
+
+    for n in range(1001, 1004):
+        write_image(tmp_path / f"plate.{n}.exr", np.zeros((H, W, 3), np.float32), "half")
+    out = tmp_path / "out"
+    cases = [
+        (["--frame", "12", "--point", "5,5"], "frame 12 is not in this shot: its frames are 1001-1003"),
+        (["--point", "5,5", "--start", "12"], "--start 12: frame 12 is not in this shot: its frames are 1001-1003"),
+        (["--point", "5,5", "--colorspace", "nope"], "no colour space 'nope'"),
+        (["--point", "5,5", "--colorspace", "ACEScg", "--ocio", str(tmp_path / "no.ocio")], "does not exist"),
+    ]
+    for extra, message in cases:
+        rc = cli.main(["track", str(tmp_path / "plate.####.exr"), "--checkpoint", "x", "--out", str(out), *extra])
+        err = capsys.readouterr().err
+        assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists()
+    monkeypatch.setitem(sys.modules, "OpenImageIO", None)
+    rc = cli.main(["track", str(tmp_path), "--checkpoint", "x", "--out", str(out), "--point", "5,5"])
+    assert rc == 2 and "pip install openimageio" in capsys.readouterr().err and not out.exists()
+    pngs = tmp_path / "pngs"
+    png_sequence(pngs, range(1, 3))
+    rc = cli.main(["track", str(pngs), "--checkpoint", "x", "--out", str(out), "--point", "5,5", "--format", "exr"])
+    assert rc == 2 and "'exr' needs OpenImageIO" in capsys.readouterr().err and not out.exists()
+    assert cli.main(["track", "--help"]) == 0
+    assert "is frame 1001" in capsys.readouterr().out

@@ -370,7 +370,9 @@ class PlateFrames:
             error = inp.geterror()
             inp.close()
             if pixels is not None:
-                pixels = pixels.reshape(h.window[3], h.window[2], hi - lo)[..., [c - lo for c in h.channels]]
+                pixels = pixels.reshape(h.window[3], h.window[2], hi - lo)
+                if h.channels != [0, 1, 2]:  # grey, or R, G, B not first and in order
+                    pixels = pixels[..., [c - lo for c in h.channels]]
         else:
             error = io.geterror()
         if pixels is None:
@@ -383,7 +385,7 @@ class PlateFrames:
         out = np.zeros((self.height, self.width, 3), np.uint8)  # black outside the data window
         if x1 <= x0 or y1 <= y0:
             return out
-        data = pixels[y0:y1, x0:x1]
+        data = pixels[y0:y1, x0:x1]  # a view
         if self._ocio is not None:
             display = self._ocio_convert(data, io)
         elif kind == "float":
@@ -392,6 +394,8 @@ class PlateFrames:
         else:
             transfer, _ = default_transfer(h.file.suffix.lower(), h.format, h.dpx_transfer)
             display = np.take(_lut(transfer, kind), np.ascontiguousarray(data).view(np.uint16))
+        if display.shape[:2] == (self.height, self.width):
+            return display
         out[y + y0:y + y1, x + x0:x + x1] = display
         return out
 

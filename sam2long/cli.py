@@ -33,9 +33,9 @@ prompts:
   --object; before any of them the frame is the shot's first frame and the
   object is 1. Several --point options for one frame and object are one click
   set (positive and negative clicks together); a --box may come with points on
-  the same frame and object; a --mask stands alone on its frame and object. Coordinates are in
-  pixels of the source frames: 0,0 is the top-left corner of a WxH frame and W,H
-  its bottom-right corner, so 0 <= X <= W and 0 <= Y <= H.
+  the same frame and object; a --mask stands alone on its frame and object.
+  Coordinates are in pixels of the source frames: 0,0 is the top-left corner of
+  a WxH frame and W,H its bottom-right corner, so 0 <= X <= W and 0 <= Y <= H.
 
   Two objects on two frames - object 1 (a click and a box) on frame 0, object 2
   (two positive clicks and a negative one) on frame 40:

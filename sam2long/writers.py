@@ -127,6 +127,7 @@ class MatteWriter:
             self.in_flight.unlink(missing_ok=True)
             self.in_flight = None
 
+
 def _even(n: int) -> int:
     return n + (n % 2)
 

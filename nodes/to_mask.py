@@ -11,20 +11,24 @@ from .track import intermediate_device
 MODES = ["union", "per_object"]
 
 
-def select_masks(track, object_ids: str = "", mode: str = "union") -> tuple[torch.Tensor, int]:
-    """(float32 MASK, number of objects). union: [F, H, W]; per_object: the frames of
-    the first selected object, then those of the next, ... -> [F * K, H, W]."""
+def select_masks(track, object_ids: str = "", mode: str = "union", first_frame: int = 0,
+                 frame_count: int = 0) -> tuple[torch.Tensor, int, int]:
+    """(float32 MASK, number of objects, frames per object) over a frame range of the
+    track (frame_count 0 = to the end). union: [F, H, W]; per_object: the frames of the
+    first selected object, then those of the next, ... -> [F * K, H, W]."""
     ids = track.select(object_ids)
+    frames = track.frame_range(first_frame, frame_count)
+    first, count = frames.start, len(frames)
     if mode == "union":
-        out = track.union(ids)
+        out = track.union(ids, first, count)
     elif mode == "per_object":
         if ids:
-            out = torch.cat([track.object_masks(i) for i in ids], 0)
+            out = torch.cat([track.object_masks(i, first, count) for i in ids], 0)
         else:
-            out = torch.zeros((track.num_frames, track.height, track.width), dtype=torch.bool)
+            out = torch.zeros((count, track.height, track.width), dtype=torch.bool)
     else:
         raise ValueError(f"SAM2Long: mode must be one of {MODES}, got {mode!r}")
-    return out.to(device=intermediate_device(), dtype=torch.float32), len(ids)
+    return out.to(device=intermediate_device(), dtype=torch.float32), len(ids), count
 
 
 class SAM2LongTrackToMask(io.ComfyNode):
@@ -36,21 +40,27 @@ class SAM2LongTrackToMask(io.ComfyNode):
             category=CATEGORY,
             description=(
                 "Masks of chosen objects from a track, without re-tracking. union: one mask per frame. "
-                "per_object: all frames of the first object, then all frames of the next, ..."),
+                "per_object: all frames of the first object, then all frames of the next, ... A frame "
+                "range keeps the MASK small: take a long shot's track 100 frames at a time."),
             inputs=[
                 TrackType.Input("track"),
                 io.String.Input("object_ids", default="",
                                 tooltip='Objects to output: "" = all, "0,2" or "1-3".'),
                 io.Combo.Input("mode", options=MODES, default="union"),
+                # optional: workflows saved before the range existed stay valid
+                io.Int.Input("first_frame", default=0, min=0, max=10_000_000, optional=True,
+                             tooltip="First frame of the output, counted from the track's first frame."),
+                io.Int.Input("frame_count", default=0, min=0, max=10_000_000, optional=True,
+                             tooltip="Frames to output; 0 = to the end of the track."),
             ],
             outputs=[
                 io.Mask.Output("masks", display_name="masks"),
                 io.Int.Output("object_count", display_name="object_count", tooltip="Number of objects selected."),
-                io.Int.Output("frame_count", display_name="frame_count", tooltip="Frames per object."),
+                io.Int.Output("frames_out", display_name="frame_count", tooltip="Frames per object."),
             ],
         )
 
     @classmethod
-    def execute(cls, track, object_ids="", mode="union") -> io.NodeOutput:
-        masks, count = select_masks(track, object_ids, mode)
-        return io.NodeOutput(masks, count, int(track.num_frames))
+    def execute(cls, track, object_ids="", mode="union", first_frame=0, frame_count=0) -> io.NodeOutput:
+        masks, count, frames = select_masks(track, object_ids, mode, first_frame, frame_count)
+        return io.NodeOutput(masks, count, frames)

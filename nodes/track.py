@@ -1,19 +1,22 @@
 """SAM2Long Track: prompts + frames -> a compact track result and a MASK batch.
 
+Frames come from an IMAGE batch (track kept in memory) or are streamed from a shot
+handle or core's VIDEO (masks spilled to ComfyUI's temp folder as they are committed).
 Deterministic for equal inputs, so ComfyUI's own output cache already avoids
-re-tracking when only downstream nodes change (no fingerprint_inputs needed).
+re-tracking when only downstream nodes change; a changed file behind a shot changes
+Load Shot's fingerprint, which re-runs this node.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
 from comfy_api.latest import io
 
 from .prompts import PromptChain, apply_prompts
-from .result import TrackBuilder
-from .sockets import CATEGORY, ModelType, PromptsType, StateType, TrackType
+from .sockets import CATEGORY, ModelType, PromptsType, ShotType, StateType, TrackType
 
 DIRECTIONS = ["forward", "backward", "both"]
 
@@ -44,16 +47,49 @@ def _check_interrupt() -> None:
     mm.throw_exception_if_processing_interrupted()
 
 
-def run_track(model_handle, images: torch.Tensor, prompts: PromptChain | None = None, state: ShotState | None = None,
-              pathways: int = 3, iou_threshold: float = 0.3, uncertainty: float = 2.0,
-              direction: str = "forward", start_frame: int = 0, end_frame: int = -1,
-              on_step=None):
-    """Track and return (TrackResult, ShotState). Frame numbers are batch-local."""
-    from sam2long import TensorFrames, Tracker, TreeConfig
+def video_file(video) -> str:
+    """The file behind a core VIDEO value, for streaming (never get_components(), which
+    decodes every frame into memory)."""
+    source = video.get_stream_source() if hasattr(video, "get_stream_source") else None
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    raise ValueError("SAM2Long: this VIDEO is not a file on disk (it was built in memory, e.g. by Create "
+                     "Video), so it cannot be streamed. Load the file with SAM2Long Load Shot (or core "
+                     "Load Video), or connect its frames to the images input instead.")
 
-    if images is None or images.ndim != 4:
+
+def spill_folder() -> str:
+    """Where streamed tracks spill their masks: ComfyUI's temp folder (emptied at start-up)."""
+    import folder_paths
+
+    return os.path.join(folder_paths.get_temp_directory(), "sam2long")
+
+
+def _check_prompt_range(prompts, count: int) -> None:
+    for e in prompts.entries:
+        if not 0 <= e.frame < count:
+            raise ValueError(
+                f"SAM2Long: a prompt for object {e.obj_id} is on frame {e.frame}, but the shot's range has "
+                f"frames 0..{count - 1}. frame_index counts from the first frame of the range (Load Shot's "
+                "first_frame); move the prompt or widen the range.")
+
+
+def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | None = None,
+              state: ShotState | None = None, pathways: int = 3, iou_threshold: float = 0.3,
+              uncertainty: float = 2.0, direction: str = "forward", start_frame: int = 0, end_frame: int = -1,
+              on_step=None, shot=None, spill_dir: str | None = None):
+    """Track and return (track, ShotState, index of the first frame tracked). Frame numbers
+    are local to the batch or the shot's range. From `images` the track is kept in memory;
+    from a `shot` (sam2long.shot.Shot) frames are streamed and masks spilled to `spill_dir`."""
+    from sam2long import TensorFrames, Tracker, TreeConfig
+    from sam2long.trackstore import SpillBuilder, TrackBuilder
+
+    if shot is not None:
+        n, h, w = shot.count, shot.height, shot.width
+    elif images is None or images.ndim != 4:
         raise ValueError("SAM2Long: images must be an IMAGE batch [frames, height, width, channels]")
-    n, h, w = int(images.shape[0]), int(images.shape[1]), int(images.shape[2])
+    else:
+        n, h, w = int(images.shape[0]), int(images.shape[1]), int(images.shape[2])
     if direction not in DIRECTIONS:
         raise ValueError(f"SAM2Long: direction must be one of {DIRECTIONS}, got {direction!r}")
     has_prompts = prompts is not None and len(prompts.entries) > 0
@@ -65,19 +101,25 @@ def run_track(model_handle, images: torch.Tensor, prompts: PromptChain | None = 
         if (state.height, state.width) != (h, w):
             raise ValueError(f"SAM2Long: this chunk is {w}x{h} but the state comes from a "
                              f"{state.width}x{state.height} shot")
+        if shot is not None and state.next_index != shot.start:
+            raise ValueError(f"SAM2Long: the state continues at frame {state.next_index} of the shot, but "
+                             f"this range starts at frame {shot.start}; set Load Shot's first_frame to "
+                             f"{state.next_index}")
         first = state.next_index
     elif not has_prompts:
         raise ValueError("SAM2Long: nothing to track. Connect a SAM2Long Prompt node (or a state "
                          "from the previous chunk).")
     else:
-        first = 0
+        first = shot.start if shot is not None else 0
+    if has_prompts and shot is not None:
+        _check_prompt_range(prompts, n)
     start = max(0, int(start_frame))
     end = n - 1 if int(end_frame) < 0 else min(int(end_frame), n - 1)
     if start > end:
         raise ValueError(f"SAM2Long: start_frame {start_frame} is after end_frame {end} (the batch has {n} frames)")
 
     model = model_handle.acquire() if hasattr(model_handle, "acquire") else model_handle
-    frames = TensorFrames(images, first_index=first)
+    frames = shot.frames(first) if shot is not None else TensorFrames(images, first_index=first)
     with torch.no_grad():
         if state is not None:
             # resume() works on its own deep copy: the cached input state is never mutated.
@@ -87,14 +129,25 @@ def run_track(model_handle, images: torch.Tensor, prompts: PromptChain | None = 
                                                      uncertainty=float(uncertainty)))
         if has_prompts:
             apply_prompts(tracker, prompts, first, n, h, w)
-        builder = TrackBuilder(n, h, w, first_index=first)
+        if shot is not None:
+            builder = SpillBuilder(spill_dir, n, h, w, first_index=first,
+                                   first_number=shot.range_number, padding=shot.padding)
+        else:
+            builder = TrackBuilder(n, h, w, first_index=first)
         if has_prompts:
             builder.ensure_objects(prompts.obj_ids)
-        for r in tracker.propagate(frames, direction=direction, start=first + start, end=first + end,
-                                   on_step=on_step):
-            builder.add(r.frame_idx, r.obj_ids, r.masks, r.object_scores)
+        first_tracked = None
+        try:
+            for r in tracker.propagate(frames, direction=direction, start=first + start, end=first + end,
+                                       on_step=on_step):
+                builder.add(r.frame_idx, r.obj_ids, r.masks, r.object_scores)
+                if first_tracked is None:
+                    first_tracked = r.frame_idx - first
+        except BaseException:  # interrupted or failed: nothing half-done is kept
+            builder.abort()
+            raise
         new_state = ShotState(state=tracker.state(), next_index=first + end + 1, height=h, width=w)
-    return builder.build(), new_state
+    return builder.build(), new_state, start if first_tracked is None else first_tracked
 
 
 class SAM2LongTrack(io.ComfyNode):
@@ -105,20 +158,27 @@ class SAM2LongTrack(io.ComfyNode):
             display_name="SAM2Long Track",
             category=CATEGORY,
             description=(
-                "Tracks the prompted objects through the images with SAM 2 and SAM2Long's memory tree. "
-                "Outputs one mask per input frame at the source resolution (empty where an object is not "
-                "tracked). For long shots, feed consecutive chunks and wire 'state' into the next chunk's "
-                "Track node: the result continues exactly."),
+                "Tracks the prompted objects with SAM 2 and SAM2Long's memory tree through exactly one of: "
+                "images (an IMAGE batch), shot (from SAM2Long Load Shot) or video (core VIDEO). A shot or "
+                "video is streamed one frame at a time and its masks are spilled to disk, so memory does "
+                "not grow with the shot; 'masks' then holds only the first tracked frame (use Track To "
+                "Mask or Save Mattes for the rest). An IMAGE batch gets one mask per frame. Chunks "
+                "continue exactly when 'state' is wired into the next Track node."),
             inputs=[
                 ModelType.Input("model"),
-                io.Image.Input("images", tooltip="The shot (or this chunk of it) as an IMAGE batch."),
+                io.Image.Input("images", optional=True,
+                               tooltip="The shot (or this chunk of it) as an IMAGE batch."),
+                ShotType.Input("shot", optional=True,
+                               tooltip="From SAM2Long Load Shot: frames are streamed, masks spilled to disk."),
+                io.Video.Input("video", optional=True,
+                               tooltip="Core VIDEO (e.g. Load Video): its file is streamed like a shot."),
                 PromptsType.Input("prompts", optional=True,
                                       tooltip="From SAM2Long Prompt. Not needed when continuing from a state."),
                 StateType.Input("state", optional=True,
                                     tooltip="'state' from the Track node of the previous chunk: this chunk "
                                             "continues that shot (forward only)."),
                 io.Int.Input("pathways", default=3, min=1, max=16,
-                             tooltip="Memory pathways kept alive (SAM2Long P); 1 = plain SAM 2."),
+                             tooltip="Memory pathways kept alive (SAM2Long P). 1 keeps a single history but still uses SAM2Long's memory selection and key modulation."),
                 io.Float.Input("iou_threshold", default=0.3, min=0.0, max=1.0, step=0.01,
                                tooltip="Frames whose predicted IoU is below this are not used as memory."),
                 io.Float.Input("uncertainty", default=2.0, min=0.0, max=100.0, step=0.1,
@@ -127,24 +187,39 @@ class SAM2LongTrack(io.ComfyNode):
                                tooltip="both = forward and backward from each object's first prompt frame "
                                        "(key frame in the middle of the shot)."),
                 io.Int.Input("start_frame", default=0, min=0, max=10_000_000,
-                             tooltip="First frame of the batch to track."),
+                             tooltip="First frame of the batch (or range) to track."),
                 io.Int.Input("end_frame", default=-1, min=-1, max=10_000_000,
-                             tooltip="Last frame of the batch to track; -1 = the last frame."),
+                             tooltip="Last frame of the batch (or range) to track; -1 = the last frame."),
             ],
             outputs=[
                 TrackType.Output("track", display_name="track", tooltip="Compact per-object masks and scores."),
-                io.Mask.Output("masks", display_name="masks", tooltip="Union of all objects, one mask per input frame."),
+                io.Mask.Output("masks", display_name="masks",
+                               tooltip="Union of all objects: one mask per frame of an IMAGE batch; for a "
+                                       "shot or video only the first tracked frame."),
                 StateType.Output("state_out", display_name="state",
                                      tooltip="Wire into the next chunk's Track node."),
             ],
         )
 
     @classmethod
-    def execute(cls, model, images, prompts=None, state=None, pathways=3, iou_threshold=0.3,
-                uncertainty=2.0, direction="forward", start_frame=0, end_frame=-1) -> io.NodeOutput:
+    def execute(cls, model, images=None, shot=None, video=None, prompts=None, state=None, pathways=3,
+                iou_threshold=0.3, uncertainty=2.0, direction="forward", start_frame=0,
+                end_frame=-1) -> io.NodeOutput:
         import comfy.utils
 
-        n = int(images.shape[0])
+        given = [name for name, v in (("images", images), ("shot", shot), ("video", video)) if v is not None]
+        if len(given) != 1:
+            raise ValueError("SAM2Long: connect exactly one of images, shot or video to the Track node "
+                             f"(connected: {', '.join(given) or 'none'})")
+        if video is not None:
+            from sam2long.errors import FrameError
+            from sam2long.shot import open_shot
+
+            try:
+                shot = open_shot(video_file(video))
+            except FrameError as e:
+                raise FrameError(f"SAM2Long: {e}") from None
+        n = shot.count if shot is not None else int(images.shape[0])
         total = n if end_frame < 0 else max(1, min(end_frame, n - 1) - start_frame + 1)
         pbar = comfy.utils.ProgressBar(total)
         done = [0]
@@ -154,7 +229,8 @@ class SAM2LongTrack(io.ComfyNode):
             done[0] += 1
             pbar.update_absolute(min(done[0], total), total)
 
-        result, new_state = run_track(model, images, prompts, state, pathways, iou_threshold, uncertainty,
-                                      direction, start_frame, end_frame, on_step=on_step)
-        masks = result.union().to(device=intermediate_device(), dtype=torch.float32)
-        return io.NodeOutput(result, masks, new_state)
+        result, new_state, shown = run_track(model, images, prompts, state, pathways, iou_threshold, uncertainty,
+                                             direction, start_frame, end_frame, on_step=on_step, shot=shot,
+                                             spill_dir=spill_folder() if shot is not None else None)
+        masks = result.union() if shot is None else result.union(first=shown, count=1)
+        return io.NodeOutput(result, masks.to(device=intermediate_device(), dtype=torch.float32), new_state)

@@ -135,7 +135,8 @@ class VideoFrames:
         try:
             with av.open(str(path)) as container:
                 if not container.streams.video:
-                    raise FrameError(f"{str(path)!r} has no video stream: give a video file with picture")
+                    raise FrameError(f"{str(path)!r} has no video stream: the file is truncated or corrupt, or "
+                                     f"holds no picture; re-export it (e.g. H.264 .mp4) or give a folder of frames")
                 stream = container.streams.video[0]
                 self.width = int(stream.codec_context.width)
                 self.height = int(stream.codec_context.height)
@@ -199,8 +200,11 @@ class VideoFrames:
 
     def _decode_range(self, a: int, b: int) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (index, frame) for a <= index <= b in ascending order."""
+        failed_at = a  # the frame being decoded when the decoder gives up
         try:
-            yield from self._decode_range_inner(a, b)
+            for i, frame in self._decode_range_inner(a, b):
+                failed_at = i + 1
+                yield i, frame
         except FrameError:
             raise
         except Exception as e:
@@ -208,7 +212,7 @@ class VideoFrames:
 
             if isinstance(e, getattr(av, "FFmpegError", ())) or type(e).__module__.startswith("av"):
                 raise FrameError(
-                    f"cannot decode video {str(self.path)!r} near frame {a} ({first_line(e)}): "
+                    f"cannot decode video {str(self.path)!r} at frame {failed_at} ({first_line(e)}): "
                     f"the file is corrupt or truncated; re-export it or give a folder of frames"
                 ) from None
             raise

@@ -35,7 +35,9 @@ def check_matte_format(fmt: str) -> None:
 
 
 class MatteWriter:
-    """One matte file per (object, frame): `root/<object id>/<prefix><frame, padded>.<ext>`.
+    """One matte file per (object, frame): `root/<object id>/<prefix>.<frame, padded>.<ext>`
+    (`<frame, padded>.<ext>` without a prefix). The object id `None` stands for a single
+    sequence (e.g. the union of objects) written in `root` itself.
 
     `fmt` is one of MATTE_FORMATS: "png" (8-bit grey, written with Pillow), "png16"
     and "tif16" (16-bit grey), "exr" (one half-float channel named "A", which Nuke
@@ -50,14 +52,19 @@ class MatteWriter:
         self.obj_ids = list(obj_ids)
         self.padding = int(padding)
         self.fmt = fmt
-        self.prefix = prefix
+        self.prefix = str(prefix)
         self.in_flight: Path | None = None
         self.written = 0
         for obj in self.obj_ids:
-            (self.root / str(obj)).mkdir(parents=True, exist_ok=True)
+            self._folder(obj).mkdir(parents=True, exist_ok=True)
 
-    def path(self, obj: int, frame: int) -> Path:
-        return self.root / str(obj) / f"{self.prefix}{frame:0{self.padding}d}.{_EXTENSIONS[self.fmt]}"
+    def _folder(self, obj) -> Path:
+        return self.root if obj is None else self.root / str(obj)
+
+    def path(self, obj, frame: int) -> Path:
+        number = f"{frame:0{self.padding}d}"
+        name = f"{self.prefix}.{number}" if self.prefix else number
+        return self._folder(obj) / f"{name}.{_EXTENSIONS[self.fmt]}"
 
     def write(self, obj: int, frame: int, matte) -> Path:
         m = np.asarray(matte)

@@ -34,7 +34,8 @@ def comfy(tmp_path_factory):
             sys.path.insert(0, p)
     import comfy_fake
 
-    models = tmp_path_factory.mktemp("models")
+    models = tmp_path_factory.mktemp("comfyui") / "models"  # input/output/temp are its siblings
+    models.mkdir()
     comfy_fake.install(str(models))
     _purge_nodes()
     nodes = importlib.import_module("nodes")
@@ -86,9 +87,10 @@ def test_schemas_valid_and_prefixed(comfy):
         seen.add(s.node_id)
         for o in s.outputs:
             assert o.display_name, (s.node_id, o.id)
-    assert seen == {"SAM2LongModelLoader", "SAM2LongPrompt", "SAM2LongTrack", "SAM2LongTrackToMask",
-                    "SAM2LongPreview"}
+    assert seen == {"SAM2LongModelLoader", "SAM2LongLoadShot", "SAM2LongPrompt", "SAM2LongTrack",
+                    "SAM2LongTrackToMask", "SAM2LongPreview", "SAM2LongSaveMattes"}
     assert comfy.nodes.SAM2LongPreview.define_schema().is_output_node
+    assert comfy.nodes.SAM2LongSaveMattes.define_schema().is_output_node
 
 
 def test_entry_point_imports_as_comfyui_does(comfy):
@@ -101,7 +103,7 @@ def test_entry_point_imports_as_comfyui_does(comfy):
     assert not hasattr(mod, "NODE_CLASS_MAPPINGS")  # else ComfyUI would ignore comfy_entrypoint
     ext = asyncio.run(mod.comfy_entrypoint())
     ids = [c.define_schema().node_id for c in asyncio.run(ext.get_node_list())]
-    assert len(ids) == 5 and all(i.startswith("SAM2Long") for i in ids)
+    assert len(ids) == 7 and all(i.startswith("SAM2Long") for i in ids)
 
 
 def test_model_folder_keeps_user_entry(comfy, tmp_path):

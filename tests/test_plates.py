@@ -312,7 +312,7 @@ def test_matte_formats_read_back_with_openimageio(tmp_path, fmt):
     rng = np.random.default_rng(1)
     soft = rng.random((H, W)).astype(np.float32)
     hard = soft > 0.5
-    w = MatteWriter(tmp_path, [3], padding=4, fmt=fmt, prefix="matte.")
+    w = MatteWriter(tmp_path, [3], padding=4, fmt=fmt, prefix="matte")
     p_hard = w.write(3, 1001, hard)
     p_soft = w.write(3, 1002, soft)
     ext = {"png": "png", "png16": "png", "exr": "exr", "tif16": "tif"}[fmt]

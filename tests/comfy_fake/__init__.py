@@ -1,7 +1,8 @@
 """A minimal stand-in for the ComfyUI modules the SAM2Long nodes import.
 
 `install(models_dir)` puts fake `comfy_api.latest` (io, ui, ComfyExtension),
-`folder_paths`, `comfy.utils`, `comfy.model_management` and `comfy.model_patcher`
+`folder_paths` (models, input, output and temp folders beside `models_dir`, as in a
+ComfyUI checkout), `comfy.utils`, `comfy.model_management` and `comfy.model_patcher`
 into sys.modules; `uninstall()` removes them again. The fakes follow the V3
 behaviour the nodes rely on (schema id rules, optional inputs absent, classmethod
 execution, ProgressBar hook, interrupt exception) and record what the nodes did in
@@ -64,6 +65,11 @@ def _io_module():
 
     Combo = comfytype("COMBO")("Combo", ComboInput)
     io.Combo = Combo
+
+    class UploadType:  # the values are ComfyUI's
+        image, audio, video, model = "image_upload", "audio_upload", "video_upload", "file_upload"
+
+    io.UploadType = UploadType
 
     def Custom(io_type):
         return comfytype(io_type)(f"Custom_{io_type}")
@@ -159,6 +165,23 @@ def _ui_module():
 def _folder_paths(models_dir: str):
     fp = types.ModuleType("folder_paths")
     fp.models_dir = models_dir
+    base = os.path.dirname(os.path.abspath(models_dir))
+    fp.input_directory, fp.output_directory, fp.temp_directory = (os.path.join(base, d)
+                                                                  for d in ("input", "output", "temp"))
+    fp.get_input_directory = lambda: fp.input_directory
+    fp.get_output_directory = lambda: fp.output_directory
+    fp.get_temp_directory = lambda: fp.temp_directory
+
+    def get_annotated_filepath(name, default_dir=None):
+        # "name [output]" / "[input]" / "[temp]" picks the folder; plain names are in the input folder
+        for tag, folder in (("output", fp.output_directory), ("input", fp.input_directory),
+                            ("temp", fp.temp_directory)):
+            if name.endswith(f" [{tag}]"):
+                return os.path.join(folder, name[:-len(tag) - 3])
+        return os.path.join(default_dir or fp.input_directory, name)
+
+    fp.get_annotated_filepath = get_annotated_filepath
+    fp.exists_annotated_filepath = lambda name: os.path.exists(get_annotated_filepath(name))
     fp.supported_pt_extensions = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
     fp.folder_names_and_paths = {"checkpoints": ([os.path.join(models_dir, "checkpoints")],
                                                  fp.supported_pt_extensions)}
@@ -261,6 +284,23 @@ def _comfy_modules():
     return comfy, utils, mm, mp
 
 
+# ----------------------------------------------------------------------------- VIDEO
+
+class VideoFromFile:
+    """Core's VIDEO value for a file (comfy_api.latest.InputImpl.VideoFromFile): the file
+    is reachable through get_stream_source(); get_components() would decode every frame
+    into memory, which a streaming node must never call."""
+
+    def __init__(self, file):
+        self.__file = file
+
+    def get_stream_source(self):
+        return self.__file
+
+    def get_components(self):
+        raise AssertionError("get_components() decodes the whole video into memory")
+
+
 # ----------------------------------------------------------------------------- install
 
 def install(models_dir: str) -> None:
@@ -279,6 +319,7 @@ def install(models_dir: str) -> None:
             raise NotImplementedError
 
     latest.ComfyExtension = ComfyExtension
+    latest.InputImpl = types.SimpleNamespace(VideoFromFile=VideoFromFile)
     api = types.ModuleType("comfy_api")
     api.__path__ = []
     api.latest = latest

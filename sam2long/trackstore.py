@@ -1,0 +1,260 @@
+"""Track results: per-object masks at source resolution, kept in memory or spilled to disk.
+
+Both kinds read the same way (`select`, `object_masks`, `union`, `frame_masks` over a
+frame range, `present`, `scores`), so whoever consumes a track does not care where
+the masks live:
+
+- `TrackResult` (from `TrackBuilder`): every frame's mask bit-packed in memory,
+  1/32 of a float mask. Right for an in-memory batch of frames.
+- `SpilledTrack` (from `SpillBuilder`): each (object, frame) mask bit-packed and
+  zlib-compressed (level 1) into its own file as the tracker commits it; only the
+  per-frame flags and scores stay in memory. Right for long shots: memory does not
+  grow with the shot. At 1080p a matte is 6-11 KB on disk, packed and written in
+  1-3 ms, read back in 0.5-2 ms (raw packed .npy: 259 KB; 1-bit PNG: 13 KB, 13 ms).
+  The folder lives as long as the result object: it is removed when the result is
+  garbage-collected (superseded) or at interpreter exit, never while it can be read.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import weakref
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def pack(mask_hw) -> np.ndarray:
+    m = mask_hw.detach().to("cpu", torch.bool).numpy() if isinstance(mask_hw, torch.Tensor) else np.asarray(mask_hw, bool)
+    return np.packbits(m.reshape(-1))
+
+
+def unpack(row: np.ndarray, height: int, width: int) -> np.ndarray:
+    return np.unpackbits(row, count=height * width).reshape(height, width).astype(bool)
+
+
+class _Reading:
+    """The reading interface shared by in-memory and spilled tracks.
+
+    Positions j = 0..num_frames-1 count from the first frame of the result; frame j is
+    engine frame `first_index + j` and is numbered `first_number + j` in file names."""
+
+    num_frames: int
+    height: int
+    width: int
+    first_index: int
+    first_number: int
+    obj_ids: tuple
+    present: dict  # obj_id -> bool [num_frames]
+    scores: dict   # obj_id -> float32 [num_frames], NaN where not tracked
+
+    def _mask(self, obj_id: int, j: int) -> np.ndarray:  # bool [H, W], object tracked on j
+        raise NotImplementedError
+
+    def select(self, spec: str | None) -> list[int]:
+        """Parse an object selection: "" / "all" / "*" = every object, else "0,2" or "1-3"."""
+        if spec is None or not str(spec).strip() or str(spec).strip().lower() in ("all", "*"):
+            return list(self.obj_ids)
+        wanted: list[int] = []
+        for part in str(spec).replace(";", ",").replace(" ", ",").split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                if "-" in part:
+                    a, b = part.split("-", 1)
+                    wanted.extend(range(int(a), int(b) + 1))
+                else:
+                    wanted.append(int(part))
+            except ValueError:
+                raise ValueError(f"SAM2Long: cannot read object ids {spec!r}; use e.g. \"0,2\" or \"1-3\"") from None
+        missing = [i for i in wanted if i not in self.obj_ids]
+        if missing:
+            raise ValueError(f"SAM2Long: object id(s) {missing} are not in this track "
+                             f"(it has {list(self.obj_ids)})")
+        return list(dict.fromkeys(wanted))
+
+    def frame_range(self, first: int = 0, count: int = 0) -> range:
+        """Positions first..first+count-1 (count 0 = to the end), checked against the track."""
+        first, count = int(first), int(count)
+        if count < 0 or not 0 <= first < self.num_frames:
+            raise ValueError(f"SAM2Long: frame range {first} (+{count}) is outside this track, which has "
+                             f"frames 0..{self.num_frames - 1}; first_frame counts from the track's first frame")
+        end = self.num_frames if count == 0 else first + count
+        if end > self.num_frames:
+            raise ValueError(f"SAM2Long: frames {first}..{end - 1} run past the end of this track "
+                             f"(frames 0..{self.num_frames - 1}); lower frame_count or set it to 0 (= to the end)")
+        return range(first, end)
+
+    def mask(self, obj_id: int, j: int) -> np.ndarray:
+        """bool [H, W] of one object on position j (empty where it is not tracked)."""
+        if self.present[obj_id][j]:
+            return self._mask(obj_id, j)
+        return np.zeros((self.height, self.width), bool)
+
+    def frame_masks(self, j: int, obj_ids=None) -> dict:
+        """obj_id -> bool [H, W] for the objects tracked on position j."""
+        ids = self.obj_ids if obj_ids is None else obj_ids
+        return {i: self._mask(i, j) for i in ids if self.present[i][j]}
+
+    def object_masks(self, obj_id: int, first: int = 0, count: int = 0) -> torch.Tensor:
+        """bool [frames, H, W] of one object over a range (empty where it is not tracked)."""
+        frames = self.frame_range(first, count)
+        out = np.zeros((len(frames), self.height, self.width), bool)
+        for k, j in enumerate(frames):
+            if self.present[obj_id][j]:
+                out[k] = self._mask(obj_id, j)
+        return torch.from_numpy(out)
+
+    def union(self, obj_ids=None, first: int = 0, count: int = 0) -> torch.Tensor:
+        """bool [frames, H, W]: any selected object, over a range."""
+        ids = self.obj_ids if obj_ids is None else obj_ids
+        frames = self.frame_range(first, count)
+        out = np.zeros((len(frames), self.height, self.width), bool)
+        for k, j in enumerate(frames):
+            for i in ids:
+                if self.present[i][j]:
+                    out[k] |= self._mask(i, j)
+        return torch.from_numpy(out)
+
+
+@dataclass(frozen=True)
+class TrackResult(_Reading):
+    num_frames: int
+    height: int
+    width: int
+    first_index: int  # engine index (inside the shot) of position 0
+    obj_ids: tuple[int, ...]
+    packed: dict = field(repr=False)   # obj_id -> uint8 [num_frames, ceil(H*W/8)]
+    present: dict = field(repr=False)
+    scores: dict = field(repr=False)
+    first_number: int = 0  # file-name number of position 0
+    padding: int = 4       # digits of the source's own frame numbers
+
+    def _mask(self, obj_id, j):
+        return unpack(self.packed[obj_id][j], self.height, self.width)
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for d in (self.packed, self.present, self.scores) for a in d.values())
+
+
+class SpilledTrack(_Reading):
+    """A track whose masks live in `folder` (see the module notes); immutable once built."""
+
+    def __init__(self, folder: Path, num_frames, height, width, first_index, obj_ids, present, scores,
+                 first_number=0, padding=4):
+        self.folder = Path(folder)
+        self.num_frames, self.height, self.width = int(num_frames), int(height), int(width)
+        self.first_index, self.first_number, self.padding = int(first_index), int(first_number), int(padding)
+        self.obj_ids = tuple(obj_ids)
+        self.present, self.scores = present, scores
+        # Tied to this object's life: superseded results (dropped from ComfyUI's cache) and
+        # the ones still alive at exit take their folder with them.
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.folder), True)
+
+    def _mask(self, obj_id, j):
+        data = zlib.decompress(spill_path(self.folder, obj_id, j).read_bytes())
+        return unpack(np.frombuffer(data, np.uint8), self.height, self.width)
+
+    def nbytes(self) -> int:
+        """Bytes held in memory (the masks are on disk)."""
+        return sum(a.nbytes for d in (self.present, self.scores) for a in d.values())
+
+    def remove(self) -> None:
+        self._finalizer()
+
+    def __repr__(self) -> str:
+        return (f"SpilledTrack({str(self.folder)!r}, {self.num_frames} frames of {self.width}x{self.height}, "
+                f"objects {list(self.obj_ids)})")
+
+
+def spill_path(folder: Path, obj_id: int, j: int) -> Path:
+    return folder / str(obj_id) / f"{j:07d}.z"
+
+
+class TrackBuilder:
+    """Collects FrameResults (any order) into a track; in memory here, on disk in SpillBuilder."""
+
+    def __init__(self, num_frames: int, height: int, width: int, first_index: int = 0,
+                 first_number: int | None = None, padding: int = 4):
+        self.n, self.h, self.w, self.first = int(num_frames), int(height), int(width), int(first_index)
+        self.first_number = self.first if first_number is None else int(first_number)
+        self.padding = int(padding)
+        self._present: dict[int, np.ndarray] = {}
+        self._scores: dict[int, np.ndarray] = {}
+        self._packed: dict[int, np.ndarray] = {}  # in memory only; SpillBuilder leaves it empty
+
+    def _obj(self, obj_id: int) -> None:
+        if obj_id not in self._present:
+            self._present[obj_id] = np.zeros(self.n, bool)
+            self._scores[obj_id] = np.full(self.n, np.nan, np.float32)
+            self._new_object(obj_id)
+
+    def _new_object(self, obj_id: int) -> None:
+        self._packed[obj_id] = np.zeros((self.n, (self.h * self.w + 7) // 8), np.uint8)
+
+    def _store(self, obj_id: int, j: int, row: np.ndarray) -> None:
+        self._packed[obj_id][j] = row
+
+    def add(self, frame_idx: int, obj_ids, masks: torch.Tensor, object_scores=None) -> None:
+        j = int(frame_idx) - self.first
+        if not 0 <= j < self.n:
+            return
+        if tuple(masks.shape[-2:]) != (self.h, self.w):
+            raise ValueError(f"SAM2Long: engine returned masks of size {tuple(masks.shape[-2:])}, "
+                             f"expected the source size {(self.h, self.w)}")
+        for k, oid in enumerate(obj_ids):
+            oid = int(oid)
+            self._obj(oid)
+            self._store(oid, j, pack(masks[k]))
+            self._present[oid][j] = True
+            if object_scores is not None:
+                self._scores[oid][j] = float(object_scores[k])
+
+    def ensure_objects(self, obj_ids) -> None:
+        for oid in obj_ids:
+            self._obj(int(oid))
+
+    def _ids(self) -> tuple:
+        return tuple(sorted(self._present))
+
+    def build(self) -> TrackResult:
+        ids = self._ids()
+        return TrackResult(
+            num_frames=self.n, height=self.h, width=self.w, first_index=self.first, obj_ids=ids,
+            packed={i: self._packed[i] for i in ids}, present={i: self._present[i] for i in ids},
+            scores={i: self._scores[i] for i in ids}, first_number=self.first_number, padding=self.padding,
+        )
+
+    def abort(self) -> None:
+        """Drop what was collected (an interrupted or failed run)."""
+
+
+class SpillBuilder(TrackBuilder):
+    """Writes each committed mask to a new folder under `parent` at once; `abort()`
+    (interrupt, error) removes the folder, `build()` hands it to a SpilledTrack."""
+
+    def __init__(self, parent, num_frames, height, width, first_index=0, first_number=None, padding=4):
+        super().__init__(num_frames, height, width, first_index, first_number, padding)
+        Path(parent).mkdir(parents=True, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(prefix="sam2long_track_", dir=str(parent)))
+
+    def _new_object(self, obj_id):
+        (self.folder / str(obj_id)).mkdir()
+
+    def _store(self, obj_id, j, row):
+        # A half-written file is never read: an interrupted run removes the whole folder.
+        spill_path(self.folder, obj_id, j).write_bytes(zlib.compress(row.tobytes(), 1))
+
+    def build(self) -> SpilledTrack:
+        ids = self._ids()
+        return SpilledTrack(self.folder, self.n, self.h, self.w, self.first, ids,
+                            {i: self._present[i] for i in ids}, {i: self._scores[i] for i in ids},
+                            self.first_number, self.padding)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)

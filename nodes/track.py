@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import torch
 from comfy_api.latest import io
+from sam2long.options import DIRECTIONS
+from sam2long.tree import TreeConfig
 
 from .prompts import PromptChain, apply_prompts
 from .sockets import CATEGORY, ModelType, PromptsType, ShotType, StateType, TrackType
-
-DIRECTIONS = ["forward", "backward", "both"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,8 +75,9 @@ def _check_prompt_range(prompts, count: int) -> None:
 
 
 def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | None = None,
-              state: ShotState | None = None, pathways: int = 3, iou_threshold: float = 0.3,
-              uncertainty: float = 2.0, direction: str = "forward", start_frame: int = 0, end_frame: int = -1,
+              state: ShotState | None = None, pathways: int = TreeConfig.pathways,
+              iou_threshold: float = TreeConfig.iou_threshold, uncertainty: float = TreeConfig.uncertainty,
+              direction: str = "forward", start_frame: int = 0, end_frame: int = -1,
               on_step=None, shot=None, spill_dir: str | None = None):
     """Track and return (track, ShotState, index of the first frame tracked). Frame numbers
     are local to the batch or the shot's range. From `images` the track is kept in memory;
@@ -177,11 +178,11 @@ class SAM2LongTrack(io.ComfyNode):
                 StateType.Input("state", optional=True,
                                     tooltip="'state' from the Track node of the previous chunk: this chunk "
                                             "continues that shot (forward only)."),
-                io.Int.Input("pathways", default=3, min=1, max=16,
+                io.Int.Input("pathways", default=TreeConfig.pathways, min=1, max=16,
                              tooltip="Memory pathways kept alive (SAM2Long P). 1 keeps a single history but still uses SAM2Long's memory selection and key modulation."),
-                io.Float.Input("iou_threshold", default=0.3, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("iou_threshold", default=TreeConfig.iou_threshold, min=0.0, max=1.0, step=0.01,
                                tooltip="Frames whose predicted IoU is below this are not used as memory."),
-                io.Float.Input("uncertainty", default=2.0, min=0.0, max=100.0, step=0.1,
+                io.Float.Input("uncertainty", default=TreeConfig.uncertainty, min=0.0, max=100.0, step=0.1,
                                tooltip="Uncertainty threshold: below it, pathways pick distinct masks."),
                 io.Combo.Input("direction", options=DIRECTIONS, default="forward",
                                tooltip="both = forward and backward from each object's first prompt frame "
@@ -202,8 +203,9 @@ class SAM2LongTrack(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, images=None, shot=None, video=None, prompts=None, state=None, pathways=3,
-                iou_threshold=0.3, uncertainty=2.0, direction="forward", start_frame=0,
+    def execute(cls, model, images=None, shot=None, video=None, prompts=None, state=None,
+                pathways=TreeConfig.pathways, iou_threshold=TreeConfig.iou_threshold,
+                uncertainty=TreeConfig.uncertainty, direction="forward", start_frame=0,
                 end_frame=-1) -> io.NodeOutput:
         import comfy.utils
 

@@ -489,6 +489,7 @@ def _add_common(p: argparse.ArgumentParser, checkpoint_default=None):
                         + (f" (default: {checkpoint_default})" if checkpoint_default else ""))
     p.add_argument("--out", required=checkpoint_default is None, default=None if checkpoint_default is None
                    else "sam2long_demo", metavar="DIR", help="output folder for the masks and preview.mp4")
+    from .options import PRECISIONS
     from .tree import TreeConfig
 
     paper = TreeConfig()  # the defaults are the library's (the paper's)
@@ -519,7 +520,7 @@ def _add_common(p: argparse.ArgumentParser, checkpoint_default=None):
     run = p.add_argument_group("running")
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                      help="where to compute (default auto: CUDA, then MPS, then CPU)")
-    run.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+    run.add_argument("--precision", default="auto", choices=PRECISIONS,
                      help="compute precision on CUDA (default auto: bf16 where supported); CPU/MPS use fp32")
     run.add_argument("--quiet", action="store_true", help="no progress bar or closing line")
     run.add_argument("--json", action="store_true",

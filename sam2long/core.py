@@ -87,7 +87,7 @@ class InferenceCore:
     # ---- prompts --------------------------------------------------------------------------
     def prompt(self, frame_idx: int, ff: FrameFeatures, points=None, labels=None, mask=None):
         """SAM 2's prompt path for one object (no memory): clicks/box through the SAM
-        decoder, a mask used as it is. -> (lowres [h, w], object logit, MemoryEntry)"""
+        decoder, a mask used as it is. -> (lowres [h, w], MemoryEntry holding the object logit)"""
         net = self.net
         point_inputs = mask_inputs = None
         if mask is not None:

@@ -19,7 +19,8 @@ PROMPT_SCORE = 10.0  # object score given to prompt (conditioning) memories for 
 
 @dataclass(frozen=True)
 class TreeConfig:
-    """Knobs of the memory tree. Defaults are the paper's (P=3, dIoU=0.3, dconf=2)."""
+    """Knobs of the memory tree. Defaults are the paper's (P=3, dIoU=0.3, dconf=2); the
+    command line and the ComfyUI node read theirs from here (``TreeConfig.pathways``...)."""
 
     pathways: int = 3  # P: memory banks kept per object
     iou_threshold: float = 0.3  # dIoU: a frame enters memory only if predicted IoU > this ...

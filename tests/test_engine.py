@@ -1,6 +1,8 @@
 """The engine on a real (random-weight) SAM 2.1 network: batching, chunks, both
 directions, bounded state, prompts and outputs."""
 
+import pickle
+
 import pytest
 import torch
 
@@ -92,6 +94,10 @@ def test_chunked_and_resumed_equals_uninterrupted(micro_model, clip, tree):
     # The state handed over was not changed by resuming from it.
     again, _ = track(micro_model, clip[12:], [], tracker=Tracker.resume(micro_model, state), first_index=12)
     assert_results_equal(again, second, range(12, len(clip)), exact=True)
+    # A pickled state (ComfyUI may cache it) resumes exactly as well.
+    unpickled = pickle.loads(pickle.dumps(state))
+    thawed, _ = track(micro_model, clip[12:], [], tracker=Tracker.resume(micro_model, unpickled), first_index=12)
+    assert_results_equal(thawed, second, range(12, len(clip)), exact=True)
 
 
 def test_both_directions_from_a_key_frame(micro_model, clip):

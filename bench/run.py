@@ -705,9 +705,10 @@ def render(data: dict, meta: dict) -> str:
         "gpu": "GPU: frames/s at 1080p",
         "preprocess": "Preprocessing: one 1920x1080 frame to model input, per frame",
         "batch": "Many shots: `sam2long batch`, in-process and on a local Ray (CPU workers)",
+        "plates": "Plates: decode cost per frame (EXR, DPX, PNG) against MP4",
     }
     order = ("cpu1024", "pair1024", "cups1024", "synth256", "gpu", "long", "micro", "syncs", "profile", "preprocess",
-             "batch")
+             "batch", "plates")
     names = []
     for k in order:  # GPU sections are saved one per variant and compile setting: gpu[-compile]-VARIANT
         names += sorted(n for n in data if n.startswith("gpu-")) if k == "gpu" else [k + "-full", k]
@@ -793,6 +794,10 @@ def render(data: dict, meta: dict) -> str:
                 if "ops_top" in r:
                     top = ", ".join(f"{k.removeprefix('aten.')} {v:.0f}" for k, v in r["ops_top"].items())
                     L.append(f"  - most dispatched operators per frame: {top}")
+        elif key == "plates":
+            from plates import render_plates  # bench/plates.py
+
+            L += render_plates(res)
         elif key == "profile":
             L += ["| system | frames | total s | stage | s | share of total |", "|---|---|---|---|---|---|"]
             for r in res:
@@ -866,10 +871,12 @@ def save(section: str, results, args, results_path: Path):
 
 
 QUICK = dict(cpu1024_frames=3, cpu1024_rounds=1, synth_frames=8, synth_rounds=1, long=[100, 300], sam2_cap=300,
-             micro_sizes=[64, 256], micro_repeats=5, sync_frames=20, profile_frames=8, preprocess_repeats=10)
+             micro_sizes=[64, 256], micro_repeats=5, sync_frames=20, profile_frames=8, preprocess_repeats=10,
+             plate_frames=8)
 FULL = dict(cpu1024_frames=20, cpu1024_rounds=1, synth_frames=40, synth_rounds=2, long=[100, 1000, 10000], sam2_cap=1000,
-            micro_sizes=[1024, 256], micro_repeats=3, sync_frames=40, profile_frames=8, preprocess_repeats=30)
-SECTIONS = ("syncs", "micro", "synth256", "cpu1024", "long", "profile", "preprocess", "batch")
+            micro_sizes=[1024, 256], micro_repeats=3, sync_frames=40, profile_frames=8, preprocess_repeats=30,
+            plate_frames=12)
+SECTIONS = ("syncs", "micro", "synth256", "cpu1024", "long", "profile", "preprocess", "batch", "plates")
 
 
 def main():
@@ -932,6 +939,10 @@ def main():
             res = section_preprocess(args, cfg["preprocess_repeats"])
         elif sec == "batch":
             res = batch_bench.section(args, ROOT, rounds=rounds or 2)
+        elif sec == "plates":  # decode cost of image sequences, in this process (no model)
+            from plates import section_plates  # bench/plates.py
+
+            res = section_plates(MEDIA, cfg["plate_frames"])
         elif sec == "gpu":  # one section per variant, so tiny and large can run in separate calls
             for variant in args.gpu_variants.split(","):
                 specs = [base(args, clip="synth1080", frames=args.gpu_frames, image_size=args.image_size, system=s,

@@ -4,7 +4,7 @@
     sam2long demo [--checkpoint CKPT] [--out DIR]
     sam2long batch JOBS.yaml [--engine ray]    (many shots: see sam2long/batch.py)
 
-Masks are written as they are committed, each PNG to a temporary name first and
+Mattes are written as they are committed, each file to a temporary name first and
 then renamed into place, so an interrupted run leaves only complete files.
 Exit codes: 0 done, 2 bad input (message says what to fix), 130 interrupted.
 """
@@ -31,12 +31,12 @@ TRACK_EPILOG = """\
 prompts:
   Prompts are --point, --box and --mask. --frame N and --object ID set the frame
   and the object for the prompts that FOLLOW them, until the next --frame or
-  --object; before any of them the frame is 0 and the object is 1. Several
-  --point options for one frame and object are one click set (positive and
-  negative clicks together); a --box may come with points on the same frame and
-  object; a --mask stands alone on its frame and object. Coordinates are in
-  pixels of the source frames: 0,0 is the top-left corner of a WxH frame and W,H
-  its bottom-right corner, so 0 <= X <= W and 0 <= Y <= H.
+  --object; before any of them the frame is the shot's first frame and the
+  object is 1. Several --point options for one frame and object are one click
+  set (positive and negative clicks together); a --box may come with points on
+  the same frame and object; a --mask stands alone on its frame and object.
+  Coordinates are in pixels of the source frames: 0,0 is the top-left corner of
+  a WxH frame and W,H its bottom-right corner, so 0 <= X <= W and 0 <= Y <= H.
 
   Two objects on two frames - object 1 (a click and a box) on frame 0, object 2
   (two positive clicks and a negative one) on frame 40:
@@ -45,10 +45,26 @@ prompts:
         --object 1 --frame 0 --point 410,220 --box 350,120,500,400 \\
         --object 2 --frame 40 --point 800,300 --point 820,360 --point 900,330,0
 
+frame numbers:
+  A video's frames are numbered from 0. An image sequence (plate.####.exr,
+  plate.%04d.exr, plate.@@@@.exr, its folder or one of its files) keeps the
+  numbers in its file names: --frame, --start and --end use them (plate.1001.exr
+  is frame 1001) and the mattes carry them with the same padding.
+
 output:
-  OUT/<object id>/<frame index, 5 digits>.png   8-bit masks (0 or 255) at the
-      source resolution, one per object for every tracked frame (empty before an
-      object's first prompt), and OUT/preview.mp4 with all objects overlaid.
+  OUT/<object id>/<frame number>.<ext>   one matte per object for every tracked
+      frame (empty before an object's first prompt), at the source resolution,
+      numbered with 5 digits for a video and the plate's padding for a sequence;
+      --format png (8-bit, default), png16, tif16 or exr (one half-float channel
+      "A"); hard 0 / full scale, or the model's probability with --soft.
+      OUT/preview.mp4 shows all objects overlaid.
+
+colour:
+  Frames go to the network as 8-bit sRGB. Defaults (printed at the start):
+  EXR and float TIFF are scene-linear Rec.709 (-> sRGB, clipped), DPX is Cineon
+  log unless its header says otherwise, 8/16-bit PNG/TIFF/JPEG are sRGB.
+  --colorspace NAME converts from that OCIO colour space instead (config:
+  --ocio, else $OCIO, else OpenImageIO's built-in config).
 
 tree:
   --pathways P keeps P alternative memory histories per object and picks the best
@@ -132,14 +148,14 @@ class _Event(argparse.Action):
         namespace.events = events
 
 
-def prompts_from_events(events):
+def prompts_from_events(events, first_frame: int = 0):
     """The library's `PromptSet` from --frame/--object/--point/--box/--mask in command-line
     order; mask files are read here. Refuses what the syntax leaves ambiguous: a second
     box or mask for one object and frame, a mask together with clicks or a box."""
     from .prompts import PromptSet, read_mask
 
     prompts = PromptSet()
-    frame, obj = 0, 1
+    frame, obj = first_frame, 1  # before any --frame: the shot's first frame
     for kind, value in events or []:
         if kind == "frame":
             frame = value
@@ -204,6 +220,8 @@ class TrackJob:
     end: int
     direction: str
     out: Path
+    fmt: str = "png"  # matte format, one of writers.MATTE_FORMATS
+    soft: bool = False  # write probabilities instead of 0/1 mattes
 
     @property
     def obj_ids(self) -> list[int]:
@@ -223,17 +241,22 @@ class TrackJob:
 def validate_inputs(args) -> TrackJob:
     """Check everything the command line gives before a model is loaded or a file is written."""
     from .frames import open_frames
+    from .writers import check_matte_format
 
-    prompts = prompts_from_events(getattr(args, "events", None))
     check_device(args.device)
-    source = open_frames(args.video)
-    n = len(source)
-    start = 0 if args.start is None else args.start
-    end = n - 1 if args.end is None else args.end
-    if start >= n or end >= n or start > end:
-        raise BadInput(f"--start {start} / --end {end} do not fit the video's frames 0..{n - 1}: "
-                       f"give 0 <= start <= end <= {n - 1}")
-    prompts.check(source.height, source.width, 0, n - 1)
+    check_matte_format(args.format)
+    source = open_frames(args.video, colorspace=getattr(args, "colorspace", None),
+                         ocio_config=getattr(args, "ocio", None))
+    prompts = prompts_from_events(getattr(args, "events", None), source.first_index)
+    first, last = source.first_index, source.first_index + len(source) - 1
+    start = first if args.start is None else args.start
+    end = last if args.end is None else args.end
+    for name, frame in (("--start", start), ("--end", end)):
+        if not first <= frame <= last:
+            raise BadInput(f"{name} {frame}: frame {frame} is not in this shot: its frames are {first}-{last}")
+    if start > end:
+        raise BadInput(f"--start {start} is after --end {end}: give start <= end")
+    prompts.check(source.height, source.width, first, last)
     for frame in prompts.frames:
         if not start <= frame <= end:
             obj = next(o for o in prompts.obj_ids if prompts.get(frame, o) is not None)
@@ -242,7 +265,7 @@ def validate_inputs(args) -> TrackJob:
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out {str(out)!r} is a file: give a folder for the masks")
-    return TrackJob(source, prompts, start, end, _direction(args), out)
+    return TrackJob(source, prompts, start, end, _direction(args), out, args.format, args.soft)
 
 
 def _load_model(args):
@@ -294,7 +317,7 @@ class _Outputs:
 
         job.out.mkdir(parents=True, exist_ok=True)
         self.job = job
-        self.writer = MatteWriter(job.out, job.obj_ids)
+        self.writer = MatteWriter(job.out, job.obj_ids, padding=getattr(job.source, "padding", 5), fmt=job.fmt)
         self.want_preview = preview
         self.preview_path = job.out / "preview.mp4"
         self.preview = None  # a PreviewWriter filled while tracking, or afterwards from the files
@@ -335,6 +358,7 @@ class _Outputs:
             self.preview_frames = job.source.frames(expected)
         self.bar = _bar(len(expected), quiet)
         self.results = tracker.propagate(job.source, direction=job.direction, start=job.start, end=job.end,
+                                         return_logits=job.soft,
                                          on_step=lambda i: self.bar.update(1))
         for r in self.results:
             by_obj = self._write(r)
@@ -353,11 +377,13 @@ class _Outputs:
 
         masks = r.masks.numpy() if hasattr(r.masks, "numpy") else np.asarray(r.masks)
         by_obj = {o: masks[k] for k, o in enumerate(r.obj_ids)}
+        # soft: the probability, sigmoid of the logits (already at source size, full precision)
+        soft = {o: r.logits[k].sigmoid().numpy() for k, o in enumerate(r.obj_ids)} if self.job.soft else by_obj
         if self._empty is None:
-            self._empty = np.zeros((self.job.source.height, self.job.source.width), np.uint8)
+            self._empty = np.zeros((self.job.source.height, self.job.source.width), bool)
         for obj in self.job.obj_ids:
             m = by_obj.get(obj)
-            self.writer.write(obj, r.frame_idx, self._empty if m is None else m.astype(np.uint8) * 255)
+            self.writer.write(obj, r.frame_idx, self._empty if m is None else soft[obj])
             if m is not None:
                 self.areas[obj] += int(m.sum())
         self.committed.append(r.frame_idx)
@@ -419,6 +445,9 @@ def run_track(args, *, model=None, stdout=None) -> int:
     t0 = time.perf_counter()
     try:
         job = validate_inputs(args)
+        colour = getattr(job.source, "colour", None)
+        if colour:  # the conversion the frames get before the network, said once
+            print(f"sam2long: colour: {colour}", file=sys.stderr)
         if model is None:
             model = _load_model(args)
         tracker = build_tracker(model, args, job.prompts)
@@ -481,6 +510,14 @@ def _add_common(p: argparse.ArgumentParser, checkpoint_default=None):
     tree.add_argument("--max-lag", type=_max_lag, default=None, metavar="K",
                       help="force masks out at most K frames (K >= 1) behind tracking (bounded memory; an "
                            "approximation). Default: exact, masks come out when all pathways agree")
+    from .writers import MATTE_FORMATS
+
+    output = p.add_argument_group("mattes")
+    output.add_argument("--format", default="png", choices=MATTE_FORMATS,
+                        help="png: 8-bit (default); png16, tif16: 16-bit; exr: one half-float channel named A "
+                             "(Nuke reads it as alpha)")
+    output.add_argument("--soft", action="store_true",
+                        help="write the model's probability (sigmoid of its logits) in 0..1 instead of 0/1 mattes")
     run = p.add_argument_group("running")
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                      help="where to compute (default auto: CUDA, then MPS, then CPU)")
@@ -497,16 +534,18 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser = _Parser(prog="sam2long", description="Track prompted objects through a shot with SAM 2 and "
-                                                  "SAM2Long's memory tree; writes one PNG mask per object per frame.")
+                                                  "SAM2Long's memory tree; writes one matte per object per frame.")
     parser.add_argument("--version", action="version", version=f"sam2long {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    t = sub.add_parser("track", help="track objects through a video file or a folder of frames",
+    t = sub.add_parser("track", help="track objects through a video file or an image sequence",
                        description="Track the prompted objects through VIDEO and write their masks.",
                        epilog=TRACK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("video", metavar="VIDEO", help="a video file (.mp4 .mov .mkv .avi .webm) or a folder of "
-                                                  "frames (.jpg .png .webp, numbered)")
+    t.add_argument("video", metavar="VIDEO",
+                   help="a video file (.mp4 .mov .mkv .avi .webm, frames numbered from 0) or an image sequence "
+                        "(.exr .dpx .tif .png .jpg .webp): plate.####.exr, plate.%%04d.exr, plate.@@@@.exr, its "
+                        "folder or one of its files, numbered by its file names")
     pr = t.add_argument_group("prompts (in order; see below)")
     pr.add_argument("--point", type=_point, action=_Event, metavar="X,Y[,LABEL]",
                     help="a click; LABEL 1 = on the object (default), 0 = not on the object")
@@ -514,11 +553,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--mask", action=_Event, metavar="FILE.png",
                     help="a mask (white object on black) at the source resolution")
     pr.add_argument("--frame", type=_nonneg_int, action=_Event, metavar="N",
-                    help="frame index for the prompts that follow (default 0)")
+                    help="frame for the prompts that follow (default: the shot's first frame); a plate's frame "
+                         "number, 0-based for a video")
     pr.add_argument("--object", type=_pos_int, action=_Event, metavar="ID",
                     help="object id for the prompts that follow (default 1)")
     rng = t.add_argument_group("range and direction")
-    rng.add_argument("--start", type=_nonneg_int, default=None, metavar="N", help="first frame to track (default 0)")
+    rng.add_argument("--start", type=_nonneg_int, default=None, metavar="N",
+                     help="first frame to track (default: the shot's first frame)")
     rng.add_argument("--end", type=_nonneg_int, default=None, metavar="N",
                      help="last frame to track, inclusive (default: the last frame)")
     d = rng.add_mutually_exclusive_group()
@@ -526,6 +567,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="track backward from each object's last prompt frame towards --start")
     d.add_argument("--both", action="store_true",
                    help="track forward and backward from each object's first prompt frame")
+    colour = t.add_argument_group("colour (image sequences)")
+    colour.add_argument("--colorspace", default=None, metavar="NAME",
+                        help="the plates' OCIO colour space (e.g. ACEScg), converted to sRGB by OpenImageIO; "
+                             "default: by file type, see below")
+    colour.add_argument("--ocio", default=None, metavar="CONFIG",
+                        help="OCIO config for --colorspace (default: $OCIO, else OpenImageIO's built-in config)")
     _add_common(t)
     t.set_defaults(events=[])
 

@@ -124,7 +124,7 @@ class PromptSet:
             for frame in per_frame:
                 if not first <= frame <= last:
                     raise PromptError(
-                        f"{_where(obj_id, frame)}: frame {frame} does not exist here (frames {first}..{last}); "
+                        f"{_where(obj_id, frame)}: frame {frame} is not in this shot: its frames are {first}-{last}; "
                         f"move the prompt to one of these frames"
                     )
 

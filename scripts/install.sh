@@ -39,4 +39,4 @@ pip_install -r "$reqs" "pytest>=7" "ray>=2.60"
 
 # sam2long itself, editable (the `sam2long` command comes with it).
 pip_install --no-deps --no-build-isolation -e .
-"$PY" -c "import sam2, sam2long, torch; print('== ready: sam2long', sam2long.__version__, '| torch', torch.__version__)"
+"$PY" -c "import sam2, sam2long, torch, OpenImageIO; print('== ready: sam2long', sam2long.__version__, '| torch', torch.__version__)"

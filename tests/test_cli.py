@@ -131,7 +131,7 @@ def test_frame_and_object_apply_to_following_prompts(tmp_path):
     "extra,message",
     [
         (["--point", "500,10"], "outside the 72x56 frame"),
-        (["--frame", "99", "--point", "5,5"], "frames 0..4"),
+        (["--frame", "99", "--point", "5,5"], "frame 99 is not in this shot: its frames are 0-4"),
         (["--box", "5,5,100,20"], "outside"),
         ([], "no prompts"),
         (["--point", "5,5", "--start", "3"], "outside the tracked range"),
@@ -270,9 +270,9 @@ def test_demo_clip_and_prompt():
 # --- end to end -----------------------------------------------------------------------
 
 
-def check_outputs(out: Path, objects, frames):
+def check_outputs(out: Path, objects, frames, padding=5):
     names = pngs(out)
-    assert names == sorted(f"{o}/{f:05d}.png" for o in objects for f in frames)
+    assert names == sorted(f"{o}/{f:0{padding}d}.png" for o in objects for f in frames)
     for name in names:
         a = np.asarray(Image.open(out / name))
         assert a.shape == (H, W) and a.dtype == np.uint8
@@ -303,11 +303,12 @@ def test_two_objects_late_start_get_empty_masks(folder, tmp_path, capsys, in_mem
     out = tmp_path / "out"
     rc, _, err = run(["track", folder, "--checkpoint", "random", "--out", out, "--quiet", "--pathways", "2",
                       "--box", "8,12,32,38",
-                      "--object", "2", "--frame", "2", "--point", "30,45"], capsys)
+                      "--object", "2", "--frame", "1003", "--point", "30,45"], capsys)
     assert rc == 0, err
-    check_outputs(out, [1, 2], range(N))
-    for f in range(2):  # object 2 starts on frame 2
-        assert not np.asarray(Image.open(out / "2" / f"{f:05d}.png")).any()
+    # a numbered sequence keeps its frame numbers and padding: shot.1001.png -> 1/1001.png
+    check_outputs(out, [1, 2], range(1001, 1001 + N), padding=4)
+    for f in (1001, 1002):  # object 2 starts on frame 1003
+        assert not np.asarray(Image.open(out / "2" / f"{f}.png")).any()
 
 
 def test_both_directions_and_mask_prompt(clip, tmp_path, capsys, in_memory_model):

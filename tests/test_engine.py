@@ -160,7 +160,7 @@ def test_prompt_errors_name_the_problem(micro_model, clip):
 
     fails(("add_points", 0, 1, [(200, 20)], [1]), r"outside the 96x72 frame")
     fails(("add_box", 0, 1, (0, 0, 97, 10)), r"outside the 96x72 frame")
-    fails(("add_points", 99, 1, [(20, 20)], [1]), r"frame 99 does not exist")
+    fails(("add_points", 99, 1, [(20, 20)], [1]), r"frame 99 is not in this shot: its frames are 0-23")
     fails(("add_mask", 0, 1, torch.ones(10, 10)), r"is 10x10 but the frames are 96x72")
     fails(("add_points", 0, 1, [(20, 20)], [0]), r"only negative points")
 

@@ -80,7 +80,9 @@ def _count_decodes(monkeypatch):
     from sam2long import frames as fr
 
     asked = []
-    for cls in (fr.VideoFrames, fr.ImageFolderFrames):
+    from sam2long.plates import PlateFrames
+
+    for cls in (fr.VideoFrames, PlateFrames):
         orig = cls.frames
 
         def spy(self, indices, _orig=orig):

@@ -30,7 +30,7 @@ def test_coordinate_rule_both_edges_inside():
 def test_frames_checked_with_their_range():
     p = PromptSet()
     p.add_points(7, 3, [(1, 1)])
-    with pytest.raises(PromptError, match=r"object 3 on frame 7: frame 7 does not exist here \(frames 0..4\)"):
+    with pytest.raises(PromptError, match=r"object 3 on frame 7: frame 7 is not in this shot: its frames are 0-4"):
         p.check(48, 64, 0, 4)
     p.check(48, 64, 0, 4, frames=False)  # a continued run checks the place only
     p.check_frames(5, 9)

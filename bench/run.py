@@ -4,6 +4,7 @@ tree off, P=1 and P=3, on the same seeded random weights, clips and prompts.
     PYTHONPATH=. python bench/run.py --quick            # a few minutes on a CPU
     PYTHONPATH=. python bench/run.py --full             # long (10,000-frame runs)
     PYTHONPATH=. python bench/run.py --device cuda --precision bf16 [--compile] --sections gpu
+    PYTHONPATH=. python bench/run.py --sections batch   # `sam2long batch`: in-process, Ray 1/2/4 workers
 
 Every measured case runs in a fresh subprocess (so peak process memory is per system);
 cases of one table are interleaved in rounds so that load changes hit all systems alike.
@@ -26,6 +27,8 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+
+import batch_bench  # bench/batch_bench.py: this script's folder is first on sys.path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -310,9 +313,9 @@ def worker_track(spec) -> dict:
         tracker.add_points(0, 1, [point], [1])
         orig_track = tracker.core.track
 
-        def track(ff, plans):
+        def track(ff, plans, *rest):
             units.append(len(plans))
-            return orig_track(ff, plans)
+            return orig_track(ff, plans, *rest)
 
         tracker.core.track = track
 
@@ -370,9 +373,9 @@ def worker_micro(spec) -> dict:
     grabbed = {}
     orig = core.track
 
-    def track(ff, plans):
+    def track(ff, plans, *rest):
         grabbed["ff"], grabbed["plans"] = ff, plans
-        return orig(ff, plans)
+        return orig(ff, plans, *rest)
 
     core.track = track
     for _ in tracker.propagate(src):
@@ -601,7 +604,60 @@ def worker_hostmem(spec) -> dict:
             "stages": stages, "written": written, "run_s": time.perf_counter() - t0}
 
 
-WORKERS = {"track": worker_track, "micro": worker_micro, "profile": worker_profile, "hostmem": worker_hostmem}
+def worker_preprocess(spec) -> dict:
+    """Per-frame cost of turning one 1920x1080 RGB frame into model input: the old
+    torch bilinear resize against SAM 2's pixels (PIL on the host, the torch copy of
+    PIL's bicubic for frames on a device), from uint8 and from float (IMAGE) frames."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from sam2long.resize import IMG_MEAN, IMG_STD, model_input, normalise, pil_bicubic, quantise
+
+    torch.set_num_threads(spec["threads"])
+    dev = torch.device(spec["device"])
+    size = spec["image_size"]
+    frame = np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    host8, host_f = torch.from_numpy(frame), torch.from_numpy(frame).float() / 255
+    dev8, dev_f = host8.to(dev), host_f.to(dev)
+    mean = torch.tensor(IMG_MEAN, device=dev).view(3, 1, 1)
+    std = torch.tensor(IMG_STD, device=dev).view(3, 1, 1)
+
+    def old_bilinear(x):  # the preprocessing before SAM 2's pixels (up to commit aa235a4)
+        x = x.to(dev).permute(2, 0, 1).float() / 255
+        x = F.interpolate(x[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return (x - mean) / std
+
+    def torch_bicubic(x):  # what model_input does for a frame already on a device
+        return normalise(pil_bicubic(quantise(x).permute(2, 0, 1), size).permute(1, 2, 0))
+
+    cases = {
+        "before: torch bilinear+antialias, uint8 frame": lambda: old_bilinear(host8),
+        "now, host uint8 frame (files): PIL bicubic": lambda: model_input(frame, size, dev),
+        "now, host float frame (IMAGE): quantise + PIL bicubic": lambda: model_input(host_f, size, dev),
+        f"torch copy of PIL bicubic, uint8 frame on {dev.type}": lambda: torch_bicubic(dev8),
+        f"torch copy of PIL bicubic, float frame on {dev.type}": lambda: torch_bicubic(dev_f),
+    }
+    if dev.type != "cpu":
+        cases[f"before: torch bilinear+antialias, frame on {dev.type}"] = lambda: old_bilinear(dev8)
+    out = {}
+    for name, fn in cases.items():
+        fn()  # warm-up (coefficient tables, kernels)
+        dts = []
+        for _ in range(spec["repeats"]):
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            dts.append(time.perf_counter() - t0)
+        out[name] = dts
+    return {"spec": spec, "cases": out}
+
+
+WORKERS = {"track": worker_track, "micro": worker_micro, "profile": worker_profile, "preprocess": worker_preprocess,
+           "hostmem": worker_hostmem}
 
 
 def run_case(spec: dict, timeout: int = 7200) -> dict:
@@ -688,6 +744,10 @@ def section_hostmem(args, stream_frames, image_frames, image_size):
 def section_micro(args, sizes, repeats):
     return [run_case(base(args, kind="micro", clip="synth", frames=8, image_size=sz, repeats=repeats))
             for sz in sizes]
+
+
+def section_preprocess(args, repeats):
+    return [run_case(base(args, kind="preprocess", clip="noise1080", frames=1, repeats=repeats))]
 
 
 def section_profile(args, image_size, frames):
@@ -863,8 +923,12 @@ def render(data: dict, meta: dict) -> str:
         "profile": "Profile: where a frame's time goes (bedroom.mp4, SAM 2.1 tiny, 1024 input)",
         "gpu": "GPU: frames/s at 1080p",
         "hostmem": "Host memory of the ComfyUI node path: a synthetic 1080p shot, streamed vs IMAGE batch",
+        "preprocess": "Preprocessing: one 1920x1080 frame to model input, per frame",
+        "batch": "Many shots: `sam2long batch`, in-process and on a local Ray (CPU workers)",
+        "plates": "Plates: decode cost per frame (EXR, DPX, PNG) against MP4",
     }
-    order = ("cpu1024", "pair1024", "cups1024", "synth256", "gpu", "hostmem", "long", "micro", "syncs", "profile")
+    order = ("cpu1024", "pair1024", "cups1024", "synth256", "gpu", "hostmem", "long", "micro", "syncs", "profile",
+             "preprocess", "batch", "plates")
     names = []
     for k in order:  # GPU sections are saved one per variant and compile setting: gpu[-compile]-VARIANT
         names += sorted(n for n in data if n.startswith("gpu-")) if k == "gpu" else [k + "-full", k]
@@ -952,6 +1016,10 @@ def render(data: dict, meta: dict) -> str:
                 if "ops_top" in r:
                     top = ", ".join(f"{k.removeprefix('aten.')} {v:.0f}" for k, v in r["ops_top"].items())
                     L.append(f"  - most dispatched operators per frame: {top}")
+        elif key == "plates":
+            from plates import render_plates  # bench/plates.py
+
+            L += render_plates(res)
         elif key == "profile":
             L += ["| system | frames | total s | stage | s | share of total |", "|---|---|---|---|---|---|"]
             for r in res:
@@ -963,6 +1031,20 @@ def render(data: dict, meta: dict) -> str:
                              f"{v / r['total']:.0%} |")
             L += ["", "Stages nest: memory assembly, memory attention and the mask decoder are inside `_track total`; "
                       "the memory encoder runs in the prompt and commit steps."]
+        elif key == "preprocess":
+            for r in res:
+                if "error" in r:
+                    L.append(f"error: {r['error'][:120]}")
+                    continue
+                sp = r["spec"]
+                L += [f"Noise frame 1920x1080 -> {sp['image_size']} px on `{sp['device']}`, {sp['threads']} thread(s), "
+                      f"median of {sp['repeats']} after a warm-up; output on the device. 'now' is what "
+                      "`InferenceCore.preprocess` does for each kind of frame.", "",
+                      "| path | median ms/frame | p90 ms |", "|---|---|---|"]
+                for name, dts in r["cases"].items():
+                    L.append(f"| {name} | {1000 * statistics.median(dts):.1f} | {1000 * percentile(dts, 0.9):.1f} |")
+        elif key == "batch":
+            L += batch_bench.render(res)
         L.append("")
     notes_md = HERE / "NOTES.md"
     if notes_md.exists():  # hand-written reading of the figures (profile, changes, recommendations)
@@ -1011,10 +1093,13 @@ def save(section: str, results, args, results_path: Path):
 
 
 QUICK = dict(cpu1024_frames=3, cpu1024_rounds=1, synth_frames=8, synth_rounds=1, long=[100, 300], sam2_cap=300,
-             micro_sizes=[64, 256], micro_repeats=5, sync_frames=20, profile_frames=8)
+             micro_sizes=[64, 256], micro_repeats=5, sync_frames=20, profile_frames=8, preprocess_repeats=10,
+             plate_frames=8)
 FULL = dict(cpu1024_frames=20, cpu1024_rounds=1, synth_frames=40, synth_rounds=2, long=[100, 1000, 10000], sam2_cap=1000,
-            micro_sizes=[1024, 256], micro_repeats=3, sync_frames=40, profile_frames=8)
-SECTIONS = ("syncs", "micro", "synth256", "cpu1024", "long", "profile")  # the default set; also: hostmem, gpu, ...
+            micro_sizes=[1024, 256], micro_repeats=3, sync_frames=40, profile_frames=8, preprocess_repeats=30,
+            plate_frames=12)
+# The default set; also: hostmem, gpu.
+SECTIONS = ("syncs", "micro", "synth256", "cpu1024", "long", "profile", "preprocess", "batch", "plates")
 
 
 def main():
@@ -1042,6 +1127,7 @@ def main():
     ap.add_argument("--hostmem-image", default="50,100,200", help="hostmem section: IMAGE-batch lengths")
     ap.add_argument("--hostmem-image-size", type=int, default=64,
                     help="hostmem section: network input size (host memory, not network cost, is measured)")
+    ap.add_argument("--batch-dir", default="/tmp/sam2long_bench_batch", help="batch section: job, clips, outputs")
     ap.add_argument("--render-only", action="store_true", help="rewrite --out from --results, measure nothing")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -1081,6 +1167,14 @@ def main():
         elif sec == "hostmem":
             ints = lambda text: [int(x) for x in text.split(",") if x.strip()]  # noqa: E731
             res = section_hostmem(args, ints(args.hostmem_stream), ints(args.hostmem_image), args.hostmem_image_size)
+        elif sec == "preprocess":
+            res = section_preprocess(args, cfg["preprocess_repeats"])
+        elif sec == "batch":
+            res = batch_bench.section(args, ROOT, rounds=rounds or 2)
+        elif sec == "plates":  # decode cost of image sequences, in this process (no model)
+            from plates import section_plates  # bench/plates.py
+
+            res = section_plates(MEDIA, cfg["plate_frames"])
         elif sec == "gpu":  # one section per variant, so tiny and large can run in separate calls
             for variant in args.gpu_variants.split(","):
                 specs = [base(args, clip="synth1080", frames=args.gpu_frames, image_size=args.image_size, system=s,

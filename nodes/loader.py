@@ -10,10 +10,11 @@ import torch
 
 from comfy_api.latest import io
 
+from sam2long.options import PRECISIONS
+
 from . import paths
 from .sockets import CATEGORY, ModelType
 
-PRECISIONS = ["auto", "bf16", "fp16", "fp32"]
 DEVICES = ["auto", "cpu"]
 # Test hook only: the network input size is 1024 for real use. A random-weight
 # tiny model at 1024 on a CPU is slow, so tests may lower it (multiple of 32).
@@ -104,7 +105,7 @@ class SAM2LongModelLoader(io.ComfyNode):
             inputs=[
                 io.Combo.Input("ckpt_name", options=paths.checkpoint_choices(),
                                tooltip="Checkpoint in models/sam2, e.g. sam2.1_hiera_large.pt."),
-                io.Combo.Input("precision", options=PRECISIONS, default="auto",
+                io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
                                tooltip="Compute precision on CUDA; auto = bf16 where supported, else fp16. "
                                        "CPU and MPS always compute in fp32."),
                 io.Combo.Input("device", options=DEVICES, default="auto",

@@ -1,7 +1,10 @@
-"""Prompt parsing (pure functions) and the chainable SAM2Long Prompt node.
+"""Prompt parsing (pure functions), the chainable SAM2Long Prompt node, and the
+hand-over of a chain to the tracker.
 
-Prompts are plain data: nothing here needs a model or the frames. Frame indices
-count from the first frame of the IMAGE batch given to the Track node.
+A chain is plain data: nothing here needs a model or the frames until
+`apply_prompts`, which builds the library's `PromptSet` (the one prompt model and
+validator, `sam2long/prompts.py`) from it. Frame indices count from the first
+frame of the IMAGE batch given to the Track node.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from typing import Any
 
 import torch
 from comfy_api.latest import io
+
+from sam2long.errors import PromptError
+from sam2long.prompts import PromptSet
 
 from .sockets import CATEGORY, BBox, BoundingBox, PromptsType
 
@@ -31,13 +37,14 @@ class PromptEntry:
 
 
 @dataclass(frozen=True)
-class PromptSet:
-    """An immutable list of prompt entries; chaining returns a new set."""
+class PromptChain:
+    """What flows through a SAM2LONG_PROMPTS socket: an immutable list of prompt
+    entries; chaining returns a new chain."""
 
     entries: tuple[PromptEntry, ...] = ()
 
-    def __add__(self, other: "PromptSet") -> "PromptSet":
-        return PromptSet(self.entries + other.entries)
+    def __add__(self, other: "PromptChain") -> "PromptChain":
+        return PromptChain(self.entries + other.entries)
 
     @property
     def obj_ids(self) -> list[int]:
@@ -164,7 +171,7 @@ def _masks(mask) -> list[torch.Tensor]:
 
 
 def build_prompts(positive_coords=None, negative_coords=None, bboxes=None, mask=None,
-                  frame_index: int = 0, object_id: int = 0, normalized: bool = False) -> PromptSet:
+                  frame_index: int = 0, object_id: int = 0, normalized: bool = False) -> PromptChain:
     """One node's worth of prompts.
 
     Points go to `object_id` on `frame_index`. Boxes: the k-th box of a frame is
@@ -198,8 +205,6 @@ def build_prompts(positive_coords=None, negative_coords=None, bboxes=None, mask=
             raise ValueError(
                 "SAM2Long: give object %d either a mask or points on frame %d, not both "
                 "(use a second Prompt node with another object_id or frame)" % (object_id, frame_index))
-        if not bool(m.any()):
-            raise ValueError(f"SAM2Long: mask {k} is empty (all zero)")
         entries.append(PromptEntry(frame_index, object_id + k, mask=m, normalized=normalized))
     if pts and not points_used and not masks:
         entries.insert(0, PromptEntry(frame_index, object_id, pts, labels, None, None, normalized))
@@ -207,7 +212,54 @@ def build_prompts(positive_coords=None, negative_coords=None, bboxes=None, mask=
         raise ValueError(
             "SAM2Long: this prompt is empty. Give positive_coords (JSON like "
             '[{"x": 120, "y": 80}]), bboxes or a mask.')
-    return PromptSet(tuple(entries))
+    try:  # the library's form checks, here already, so the error shows on this node
+        to_prompt_set(entries)
+    except PromptError as e:
+        raise PromptError(f"SAM2Long: {e}") from None
+    return PromptChain(tuple(entries))
+
+
+def _resize_mask(mask: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    if tuple(mask.shape) == (h, w):
+        return mask
+    m = torch.nn.functional.interpolate(mask[None, None].float(), size=(h, w), mode="nearest")
+    return m[0, 0] > 0.5
+
+
+def to_prompt_set(entries, height: int | None = None, width: int | None = None) -> PromptSet:
+    """The library's prompt model from chain entries, in their order (a later entry adds
+    to or replaces an earlier one as the tracker's add_* do). With the frame size,
+    normalized coordinates become pixels and masks are resized (nearest) to the frames."""
+    prompts = PromptSet()
+    for e in entries:
+        sx, sy = (width, height) if e.normalized and width is not None else (1.0, 1.0)
+        if e.mask is not None:
+            mask = e.mask if height is None else _resize_mask(e.mask, height, width)
+            prompts.add_mask(e.frame, e.obj_id, mask.numpy())
+            continue
+        points = [(x * sx, y * sy) for x, y in e.points]
+        if e.box is not None:
+            x0, y0, x1, y1 = e.box
+            prompts.add_box(e.frame, e.obj_id, (x0 * sx, y0 * sy, x1 * sx, y1 * sy), points, list(e.labels))
+        else:
+            prompts.add_points(e.frame, e.obj_id, points, list(e.labels))
+    return prompts
+
+
+def apply_prompts(tracker, prompts: PromptChain, first_index: int, num_frames: int, height: int, width: int):
+    """Check the chain against the images batch with the library's validator, then hand
+    it to the tracker with global frame numbers (batch-local + `first_index`)."""
+    library = to_prompt_set(prompts.entries, height, width)
+    try:
+        library.check_frames(0, num_frames - 1)
+    except PromptError as e:
+        raise PromptError(f"SAM2Long: {e}. frame_index counts from the first frame of the images batch "
+                          f"given to Track.") from None
+    try:
+        library.check(height, width, 0, num_frames - 1, frames=False)
+    except PromptError as e:
+        raise PromptError(f"SAM2Long: {e}") from None
+    library.add_to(tracker, frame_offset=first_index)
 
 
 class SAM2LongPrompt(io.ComfyNode):
@@ -249,5 +301,5 @@ class SAM2LongPrompt(io.ComfyNode):
                 negative_coords="", bboxes=None, mask=None, coordinates="pixels") -> io.NodeOutput:
         new = build_prompts(positive_coords, negative_coords, bboxes, mask, frame_index, object_id,
                             normalized=coordinates == "normalized")
-        base = prompts if isinstance(prompts, PromptSet) else PromptSet()
+        base = prompts if isinstance(prompts, PromptChain) else PromptChain()
         return io.NodeOutput(base + new)

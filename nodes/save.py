@@ -14,16 +14,14 @@ import numpy as np
 import torch
 from comfy_api.latest import io, ui
 
-from sam2long import writers
-from sam2long.writers import MatteWriter
+from sam2long.writers import MATTE_FORMATS, MatteWriter
 
 from .preview import preview_indices
 from .sockets import CATEGORY, TrackType
 from .track import _check_interrupt
 
 MODES = ["per_object", "union"]
-# The plate formats arrive with the writer; until then PNG only.
-FORMATS = list(getattr(writers, "MATTE_FORMATS", ["png"]))
+FORMATS = list(MATTE_FORMATS)  # the command line's --format choices
 PREVIEW_FRAMES = 4
 PREVIEW_WIDTH = 512  # the node shows mattes downscaled to about this width
 
@@ -54,8 +52,7 @@ def save_mattes(track, folder: str, prefix: str = "matte", object_ids: str = "",
         raise ValueError(f"SAM2Long: {root} is a file; give a folder for the mattes")
     base = track.first_number if int(first_number) < 0 else int(first_number)
     padding = max(4, int(getattr(track, "padding", 4)), len(str(base + track.num_frames - 1)))
-    options = {"fmt": fmt} if hasattr(writers, "MATTE_FORMATS") else {}
-    writer = MatteWriter(root, ids if mode == "per_object" else [None], padding=padding, prefix=prefix, **options)
+    writer = MatteWriter(root, ids if mode == "per_object" else [None], padding=padding, prefix=prefix, fmt=fmt)
     step = max(1, -(-track.width // PREVIEW_WIDTH))
     shown = set(preview_indices(track.num_frames, PREVIEW_FRAMES))
     previews = []

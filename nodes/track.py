@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import torch
 from comfy_api.latest import io
+from sam2long.options import DIRECTIONS
+from sam2long.tree import TreeConfig
 
-from .prompts import PromptSet
+from .prompts import PromptChain, apply_prompts
 from .sockets import CATEGORY, ModelType, PromptsType, ShotType, StateType, TrackType
-
-DIRECTIONS = ["forward", "backward", "both"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,38 +45,6 @@ def _check_interrupt() -> None:
     import comfy.model_management as mm
 
     mm.throw_exception_if_processing_interrupted()
-
-
-def _resize_mask(mask: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    if tuple(mask.shape) == (h, w):
-        return mask
-    m = torch.nn.functional.interpolate(mask[None, None].float(), size=(h, w), mode="nearest")
-    return m[0, 0] > 0.5
-
-
-def apply_prompts(tracker, prompts: PromptSet, first_index: int, num_frames: int, height: int, width: int):
-    """Hand every prompt entry to the engine, converting batch-local frame numbers to
-    global ones and normalized coordinates to pixels."""
-    for e in prompts.entries:
-        if not 0 <= e.frame < num_frames:
-            raise ValueError(
-                f"SAM2Long: a prompt for object {e.obj_id} is on frame {e.frame}, but the images batch "
-                f"has frames 0..{num_frames - 1}. frame_index counts from the first frame of the batch.")
-        frame = first_index + e.frame
-        sx, sy = (width, height) if e.normalized else (1.0, 1.0)
-        if e.mask is not None:
-            tracker.add_mask(frame=frame, obj_id=e.obj_id, mask=_resize_mask(e.mask, height, width).numpy())
-            continue
-        points = [(x * sx, y * sy) for x, y in e.points]
-        if e.box is not None:
-            x0, y0, x1, y1 = e.box
-            box = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
-            if points:
-                tracker.add_box(frame=frame, obj_id=e.obj_id, box=box, points=points, labels=list(e.labels))
-            else:
-                tracker.add_box(frame=frame, obj_id=e.obj_id, box=box)
-        else:
-            tracker.add_points(frame=frame, obj_id=e.obj_id, points=points, labels=list(e.labels))
 
 
 def video_file(video) -> str:
@@ -106,9 +74,10 @@ def _check_prompt_range(prompts, count: int) -> None:
                 "first_frame); move the prompt or widen the range.")
 
 
-def run_track(model_handle, images: torch.Tensor | None, prompts: PromptSet | None = None,
-              state: ShotState | None = None, pathways: int = 3, iou_threshold: float = 0.3,
-              uncertainty: float = 2.0, direction: str = "forward", start_frame: int = 0, end_frame: int = -1,
+def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | None = None,
+              state: ShotState | None = None, pathways: int = TreeConfig.pathways,
+              iou_threshold: float = TreeConfig.iou_threshold, uncertainty: float = TreeConfig.uncertainty,
+              direction: str = "forward", start_frame: int = 0, end_frame: int = -1,
               on_step=None, shot=None, spill_dir: str | None = None):
     """Track and return (track, ShotState, index of the first frame tracked). Frame numbers
     are local to the batch or the shot's range. From `images` the track is kept in memory;
@@ -170,8 +139,10 @@ def run_track(model_handle, images: torch.Tensor | None, prompts: PromptSet | No
             builder.ensure_objects(prompts.obj_ids)
         first_tracked = None
         try:
+            # A range of a longer file: SAM 2 would see the whole file (pointer positions).
+            shot_length = shot.total if shot is not None else None
             for r in tracker.propagate(frames, direction=direction, start=first + start, end=first + end,
-                                       on_step=on_step):
+                                       on_step=on_step, shot_length=shot_length):
                 builder.add(r.frame_idx, r.obj_ids, r.masks, r.object_scores)
                 if first_tracked is None:
                     first_tracked = r.frame_idx - first
@@ -209,11 +180,11 @@ class SAM2LongTrack(io.ComfyNode):
                 StateType.Input("state", optional=True,
                                     tooltip="'state' from the Track node of the previous chunk: this chunk "
                                             "continues that shot (forward only)."),
-                io.Int.Input("pathways", default=3, min=1, max=16,
-                             tooltip="Memory pathways kept alive (SAM2Long P); 1 = plain SAM 2."),
-                io.Float.Input("iou_threshold", default=0.3, min=0.0, max=1.0, step=0.01,
+                io.Int.Input("pathways", default=TreeConfig.pathways, min=1, max=16,
+                             tooltip="Memory pathways kept alive (SAM2Long P). 1 keeps a single history but still uses SAM2Long's memory selection and key modulation."),
+                io.Float.Input("iou_threshold", default=TreeConfig.iou_threshold, min=0.0, max=1.0, step=0.01,
                                tooltip="Frames whose predicted IoU is below this are not used as memory."),
-                io.Float.Input("uncertainty", default=2.0, min=0.0, max=100.0, step=0.1,
+                io.Float.Input("uncertainty", default=TreeConfig.uncertainty, min=0.0, max=100.0, step=0.1,
                                tooltip="Uncertainty threshold: below it, pathways pick distinct masks."),
                 io.Combo.Input("direction", options=DIRECTIONS, default="forward",
                                tooltip="both = forward and backward from each object's first prompt frame "
@@ -234,8 +205,9 @@ class SAM2LongTrack(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, images=None, shot=None, video=None, prompts=None, state=None, pathways=3,
-                iou_threshold=0.3, uncertainty=2.0, direction="forward", start_frame=0,
+    def execute(cls, model, images=None, shot=None, video=None, prompts=None, state=None,
+                pathways=TreeConfig.pathways, iou_threshold=TreeConfig.iou_threshold,
+                uncertainty=TreeConfig.uncertainty, direction="forward", start_frame=0,
                 end_frame=-1) -> io.NodeOutput:
         import comfy.utils
 

@@ -7,6 +7,14 @@ SAM2Long's key modulation multiplies each key input (memory + positional
 encoding) by its entry's weight, before the key projection and RoPE. The weights
 are the `sam2` module's own; with one item, no padding and no weights, the
 arithmetic is exactly SAM 2's.
+
+Attention kernel: we call `scaled_dot_product_attention` as SAM 2's own attention
+does, leaving the kernel to torch's default selection, so on every device our
+tree-off path runs the kernel that SAM 2 runs in the same process. On CPU that is
+torch's flash kernel, with or without our padding mask (the math kernel differs in
+the last bits, ~6e-7); tests pin it around both runs and check it is the default.
+On CUDA a padding mask can move a padded batch to another kernel; one unpadded
+pathway, SAM 2's case, never has one.
 """
 
 from __future__ import annotations

@@ -8,41 +8,30 @@ folders), then in the cache folder, and downloads Meta's official file into the
 cache as a last resort.
 
 Downloads go to a temporary file next to the final one and are renamed into place
-only once complete and checked, so an interrupted download never leaves a file
-under the final name.
+only once complete and checked (by `weights.verify_checkpoint`: this module calls
+the file reader, never the other way round), so an interrupted download never
+leaves a file under the final name. Names and URLs come from `catalog.py`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .catalog import CHECKPOINT_SUFFIXES, FULL_PRECISION_TAGS, checkpoint_url, split_name
 from .errors import CheckpointError
 from .model import VARIANTS
-
-_SAM2_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2/072824/"
-_SAM21_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
-
-# model name -> Meta's official download URL
-CHECKPOINT_URLS = {
-    v: (_SAM21_BASE if v.startswith("sam2.1_") else _SAM2_BASE) + f"{v}.pt" for v in VARIANTS
-}
+from .weights import verify_checkpoint
 
 # model name -> SHA-256 of Meta's official file. Deliberately empty: a value is
 # added here only once it has been computed from a real download of that file
 # (never copied from memory or elsewhere). Until then a download is checked by
 # loading it and matching its tensors against the expected variant.
 KNOWN_SHA256: dict[str, str] = {}
-
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
-# name endings repacks use for the precision they were saved in
-_PRECISION_TAG = re.compile(r"[-_.](fp16|bf16|fp32|f16|f32|float16|bfloat16|float32|half)$")
-_FULL_PRECISION_TAGS = {None, "fp32", "f32", "float32"}
 
 CACHE_ENV = "SAM2LONG_CACHE"
 _CHUNK = 1 << 20
@@ -54,48 +43,6 @@ def cache_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return Path.home() / ".cache" / "sam2long"
-
-
-def _split_name(file_name: str) -> tuple[str | None, str | None]:
-    """(variant, precision tag) of a checkpoint file or model name, or (None, None)."""
-    stem = file_name.strip()
-    lower = stem.lower()
-    for suffix in CHECKPOINT_SUFFIXES:
-        if lower.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    stem = stem.lower()
-    tag = None
-    m = _PRECISION_TAG.search(stem)
-    if m:
-        tag = m.group(1)
-        stem = stem[: m.start()]
-    stem = stem.replace("-", "_")
-    if stem in VARIANTS:
-        return stem, tag
-    return None, None
-
-
-def variant_from_name(name: str | os.PathLike) -> str | None:
-    """The official model name a file or model name refers to, or None.
-
-    Accepts the bare name (``sam2.1_hiera_tiny``), with a file extension
-    (``.pt``, ``.pth``, ``.safetensors``) and with a precision tag such as
-    ``-fp16`` / ``_bf16``. Only the last path component is looked at. This is a
-    lookup key for finding files; what a file really holds is decided from its
-    tensors (see `sam2long.loading.detect_variant`).
-    """
-    return _split_name(Path(os.fspath(name)).name)[0]
-
-
-def checkpoint_url(variant: str) -> str:
-    """Meta's download URL for one of the eight official model names."""
-    try:
-        return CHECKPOINT_URLS[variant]
-    except KeyError:
-        raise CheckpointError(
-            f"unknown SAM 2 model name {variant!r}; use one of: {', '.join(VARIANTS)}"
-        ) from None
 
 
 def find_local_checkpoint(variant: str, dirs: Iterable[str | os.PathLike], prefer: str | None = None) -> Path | None:
@@ -120,11 +67,11 @@ def find_local_checkpoint(variant: str, dirs: Iterable[str | os.PathLike], prefe
         for entry in entries:
             if entry.name.startswith(".") or not entry.is_file():
                 continue
-            v, tag = _split_name(entry.name)
+            v, tag = split_name(entry.name)
             if v != variant:
                 continue
             rank = (
-                0 if tag in _FULL_PRECISION_TAGS else 1,
+                0 if tag in FULL_PRECISION_TAGS else 1,
                 0 if entry.suffix.lower() in (".pt", ".pth") else 1,
                 entry.name,
             )
@@ -169,7 +116,7 @@ def resolve_checkpoint(
             f"{path} is a folder, not a checkpoint file; pass the path of a .pt or .safetensors "
             f"file inside it, or a model name ({', '.join(VARIANTS)})"
         )
-    variant, _ = _split_name(path.name)
+    variant, _ = split_name(path.name)
     search_dirs = [Path(os.fspath(d)).expanduser() for d in search_dirs]
     if variant is None:
         raise CheckpointError(
@@ -289,8 +236,6 @@ def download_checkpoint(
                 f"downloaded {file_name} from {url} has SHA-256 {digest.hexdigest()}, expected "
                 f"{expected_hash}: the file is corrupt or was changed. Try again. {manual}"
             )
-        from .loading import verify_checkpoint
-
         try:
             verify_checkpoint(tmp, expected_variant=variant)
         except CheckpointError as e:

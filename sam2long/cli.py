@@ -2,8 +2,9 @@
 
     sam2long track VIDEO --checkpoint CKPT [prompts] --out DIR
     sam2long demo [--checkpoint CKPT] [--out DIR]
+    sam2long batch JOBS.yaml [--engine ray]    (many shots: see sam2long/batch.py)
 
-Masks are written as they are committed, each PNG to a temporary name first and
+Mattes are written as they are committed, each file to a temporary name first and
 then renamed into place, so an interrupted run leaves only complete files.
 Exit codes: 0 done, 2 bad input (message says what to fix), 130 interrupted.
 """
@@ -14,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 EXIT_OK = 0
@@ -29,11 +31,12 @@ TRACK_EPILOG = """\
 prompts:
   Prompts are --point, --box and --mask. --frame N and --object ID set the frame
   and the object for the prompts that FOLLOW them, until the next --frame or
-  --object; before any of them the frame is 0 and the object is 1. Several
-  --point options for one frame and object are one click set (positive and
-  negative clicks together); a --box may come with points on the same frame and
-  object; a --mask replaces clicks for its frame and object. Coordinates are in
-  pixels of the source frames (0,0 is the top-left corner).
+  --object; before any of them the frame is the shot's first frame and the
+  object is 1. Several --point options for one frame and object are one click
+  set (positive and negative clicks together); a --box may come with points on
+  the same frame and object; a --mask stands alone on its frame and object.
+  Coordinates are in pixels of the source frames: 0,0 is the top-left corner of
+  a WxH frame and W,H its bottom-right corner, so 0 <= X <= W and 0 <= Y <= H.
 
   Two objects on two frames - object 1 (a click and a box) on frame 0, object 2
   (two positive clicks and a negative one) on frame 40:
@@ -42,10 +45,26 @@ prompts:
         --object 1 --frame 0 --point 410,220 --box 350,120,500,400 \\
         --object 2 --frame 40 --point 800,300 --point 820,360 --point 900,330,0
 
+frame numbers:
+  A video's frames are numbered from 0. An image sequence (plate.####.exr,
+  plate.%04d.exr, plate.@@@@.exr, its folder or one of its files) keeps the
+  numbers in its file names: --frame, --start and --end use them (plate.1001.exr
+  is frame 1001) and the mattes carry them with the same padding.
+
 output:
-  OUT/<object id>/<frame index, 5 digits>.png   8-bit masks (0 or 255) at the
-      source resolution, one per object for every tracked frame (empty before an
-      object's first prompt), and OUT/preview.mp4 with all objects overlaid.
+  OUT/<object id>/<frame number>.<ext>   one matte per object for every tracked
+      frame (empty before an object's first prompt), at the source resolution,
+      numbered with 5 digits for a video and the plate's padding for a sequence;
+      --format png (8-bit, default), png16, tif16 or exr (one half-float channel
+      "A"); hard 0 / full scale, or the model's probability with --soft.
+      OUT/preview.mp4 shows all objects overlaid.
+
+colour:
+  Frames go to the network as 8-bit sRGB. Defaults (printed at the start):
+  EXR and float TIFF are scene-linear Rec.709 (-> sRGB, clipped), DPX is Cineon
+  log unless its header says otherwise, 8/16-bit PNG/TIFF/JPEG are sRGB.
+  --colorspace NAME converts from that OCIO colour space instead (config:
+  --ocio, else $OCIO, else OpenImageIO's built-in config).
 
 tree:
   --pathways P keeps P alternative memory histories per object and picks the best
@@ -63,11 +82,11 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
-class BadInput(Exception):
+class BadInput(ValueError):
     """A user error: printed as one line, exit code 2."""
 
 
-# --- prompt parsing -------------------------------------------------------------------
+# --- prompt syntax ----------------------------------------------------------------------
 
 
 def _numbers(text: str, what: str, counts: tuple[int, ...]) -> list[float]:
@@ -112,6 +131,14 @@ def _pos_int(text):
     return v
 
 
+def _max_lag(text):
+    v = _nonneg_int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more (masks at most K frames behind the "
+                                         f"tracking); leave --max-lag out for exact masks")
+    return v
+
+
 class _Event(argparse.Action):
     """Record prompts and --frame/--object in command-line order."""
 
@@ -121,10 +148,14 @@ class _Event(argparse.Action):
         namespace.events = events
 
 
-def group_prompts(events) -> dict[tuple[int, int], dict]:
-    """(frame, object) -> {"points": [(x, y)], "labels": [..], "box": .., "mask": path}."""
-    frame, obj = 0, 1
-    groups: dict[tuple[int, int], dict] = {}
+def prompts_from_events(events, first_frame: int = 0):
+    """The library's `PromptSet` from --frame/--object/--point/--box/--mask in command-line
+    order; mask files are read here. Refuses what the syntax leaves ambiguous: a second
+    box or mask for one object and frame, a mask together with clicks or a box."""
+    from .prompts import PromptSet, read_mask
+
+    prompts = PromptSet()
+    frame, obj = first_frame, 1  # before any --frame: the shot's first frame
     for kind, value in events or []:
         if kind == "frame":
             frame = value
@@ -132,105 +163,43 @@ def group_prompts(events) -> dict[tuple[int, int], dict]:
         if kind == "object":
             obj = value
             continue
-        g = groups.setdefault((frame, obj), {"points": [], "labels": [], "box": None, "mask": None})
-        if kind == "point":
-            g["points"].append((value[0], value[1]))
-            g["labels"].append(value[2])
-        elif kind == "box":
-            if g["box"] is not None:
+        slot = prompts.get(frame, obj)
+        if slot is not None:
+            if kind == "box" and slot.box is not None:
                 raise BadInput(f"two --box prompts for object {obj} on frame {frame}: give one box per "
                                f"object and frame (use --object to start another object)")
-            g["box"] = value
-        elif kind == "mask":
-            if g["mask"] is not None:
+            if kind == "mask" and slot.mask is not None:
                 raise BadInput(f"two --mask prompts for object {obj} on frame {frame}: give one mask per "
                                f"object and frame")
-            g["mask"] = value
-    for (frame, obj), g in groups.items():
-        if g["mask"] is not None and (g["points"] or g["box"] is not None):
-            raise BadInput(f"object {obj} on frame {frame} has a --mask and clicks/a box: a mask prompt "
-                           f"stands alone; put the clicks on another frame or drop them")
-    return groups
-
-
-def _read_mask(path: str, width: int, height: int):
-    import numpy as np
-    from PIL import Image
-
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise BadInput(f"mask file {path!r} does not exist: give a PNG with white object on black")
-    try:
-        with Image.open(p) as im:
-            size = im.size
-            if im.mode in ("RGBA", "LA"):
-                a = np.asarray(im.getchannel("A"))
-                if a.min() == a.max():  # no alpha information: use the luminance
-                    a = np.asarray(im.convert("L"))
-            else:
-                a = np.asarray(im.convert("L"))
-    except Exception as e:
-        raise BadInput(f"cannot read mask {path!r} ({e}): give a PNG with white object on black") from None
-    if size != (width, height):
-        raise BadInput(f"mask {path!r} is {size[0]}x{size[1]} but the video is {width}x{height}: "
-                       f"export the mask at the source resolution")
-    mask = a > 127 if a.max() > 1 else a > 0
-    if not mask.any():
-        raise BadInput(f"mask {path!r} is empty (all black): paint the object white")
-    return mask
-
-
-def _check_inside(kind, xy, frame, obj, width, height):
-    x, y = xy
-    if not (0 <= x <= width - 1 and 0 <= y <= height - 1):
-        raise BadInput(f"{kind} ({x:g},{y:g}) for object {obj} on frame {frame} is outside the "
-                       f"{width}x{height} frame: use pixel coordinates with 0<=X<{width} and 0<=Y<{height}")
-
-
-def validate_prompts(groups, source, start, end):
-    """Check every prompt against the source before anything is loaded or written; read masks."""
-    n = len(source)
-    if not groups:
-        raise BadInput("no prompts: give at least one --point X,Y, --box X0,Y0,X1,Y1 or --mask FILE.png")
-    for (frame, obj), g in sorted(groups.items()):
-        if frame >= n:
-            raise BadInput(f"--frame {frame} (object {obj}) is not in the video, which has frames "
-                           f"0..{n - 1}: use a frame index in that range")
-        if not start <= frame <= end:
-            raise BadInput(f"the prompt for object {obj} on frame {frame} is outside the tracked range "
-                           f"{start}..{end}: move the prompt or widen --start/--end")
-        for xy in g["points"]:
-            _check_inside("point", xy, frame, obj, source.width, source.height)
-        if g["box"] is not None:
-            x0, y0, x1, y1 = g["box"]
-            _check_inside("box corner", (x0, y0), frame, obj, source.width, source.height)
-            _check_inside("box corner", (x1, y1), frame, obj, source.width, source.height)
-        if g["mask"] is not None:
-            g["mask_array"] = _read_mask(g["mask"], source.width, source.height)
-
-
-def add_prompts(tracker, groups):
-    for (frame, obj), g in sorted(groups.items()):
-        if g["mask"] is not None:
-            tracker.add_mask(frame=frame, obj_id=obj, mask=g["mask_array"])
-        elif g["box"] is not None:
-            kw = {"points": g["points"], "labels": g["labels"]} if g["points"] else {}
-            tracker.add_box(frame=frame, obj_id=obj, box=g["box"], **kw)
+            if (kind == "mask") != (slot.mask is not None):
+                raise BadInput(f"object {obj} on frame {frame} has a --mask and clicks/a box: a mask prompt "
+                               f"stands alone; put the clicks on another frame or drop them")
+        if kind == "point":
+            prompts.add_points(frame, obj, [value[:2]], [value[2]])
+        elif kind == "box":
+            prompts.add_box(frame, obj, value)
         else:
-            tracker.add_points(frame=frame, obj_id=obj, points=g["points"], labels=g["labels"])
+            prompts.add_mask(frame, obj, read_mask(value), name=value)
+    if not prompts.by_object:
+        raise BadInput("no prompts: give at least one --point X,Y, --box X0,Y0,X1,Y1 or --mask FILE.png")
+    return prompts
 
 
-def expected_frames(groups, direction, start, end) -> list[int]:
-    """The frames the tracker will output, in global order (for the bar and the preview)."""
-    frames = [f for f, _ in groups]
-    if direction == "forward":
-        return list(range(min(frames), end + 1))
-    if direction == "backward":
-        return list(range(start, max(frames) + 1))
-    return list(range(start, end + 1))
+# --- the job, step by step ----------------------------------------------------------------
 
 
-# --- the job ------------------------------------------------------------------------
+def check_device(device: str) -> None:
+    """Refuse a --device this machine lacks, before torch fails on it with a traceback."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        why = "torch was built without CUDA" if torch.version.cuda is None else "torch sees no CUDA GPU"
+        raise BadInput(f"--device cuda: {why} on this machine; use --device auto or --device cpu")
+    if device == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise BadInput("--device mps: Apple's MPS is not available on this machine; use --device auto "
+                           "or --device cpu")
 
 
 def _direction(args) -> str:
@@ -241,171 +210,62 @@ def _direction(args) -> str:
     return "forward"
 
 
-def _bar(total, quiet):
-    from tqdm import tqdm
+@dataclass
+class TrackJob:
+    """A checked `track` command: everything to run besides the model."""
 
-    return tqdm(total=total, unit="frame", desc="tracking", disable=quiet, file=sys.stderr,
-                dynamic_ncols=True, smoothing=0.1)
+    source: object  # a FrameSource
+    prompts: object  # a PromptSet
+    start: int
+    end: int
+    direction: str
+    out: Path
+    fmt: str = "png"  # matte format, one of writers.MATTE_FORMATS
+    soft: bool = False  # write probabilities instead of 0/1 mattes
+
+    @property
+    def obj_ids(self) -> list[int]:
+        return self.prompts.obj_ids
+
+    @property
+    def frames(self) -> list[int]:
+        """The frames the tracker will output, in global order (for the bar and the preview)."""
+        prompted = self.prompts.frames
+        if self.direction == "forward":
+            return list(range(min(prompted), self.end + 1))
+        if self.direction == "backward":
+            return list(range(self.start, max(prompted) + 1))
+        return list(range(self.start, self.end + 1))
 
 
-def run_track(args, *, stdout=None) -> int:
-    from .errors import CheckpointError, FrameError, PromptError
+def validate_inputs(args) -> TrackJob:
+    """Check everything the command line gives before a model is loaded or a file is written."""
     from .frames import open_frames
-    from .writers import MatteWriter, PreviewWriter
+    from .writers import check_matte_format
 
-    stdout = stdout or sys.stdout
-    t0 = time.perf_counter()
-    try:
-        groups = group_prompts(getattr(args, "events", None))
-        source = open_frames(args.video)
-        n = len(source)
-        start = 0 if args.start is None else args.start
-        end = n - 1 if args.end is None else args.end
-        if start >= n or end >= n or start > end:
-            raise BadInput(f"--start {start} / --end {end} do not fit the video's frames 0..{n - 1}: "
-                           f"give 0 <= start <= end <= {n - 1}")
-        validate_prompts(groups, source, start, end)
-        out = Path(args.out).expanduser()
-        if out.exists() and not out.is_dir():
-            raise BadInput(f"--out {str(out)!r} is a file: give a folder for the masks")
-    except (BadInput, FrameError, PromptError) as e:
-        print(f"sam2long: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-
-    try:
-        model = _load_model(args)
-    except (CheckpointError, FileNotFoundError) as e:
-        print(f"sam2long: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except ValueError as e:  # device / precision / image size
-        print(f"sam2long: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-
-    from .tracker import Tracker
-    from .tree import TreeConfig
-
-    try:
-        if args.sam2:
-            tree = TreeConfig.sam2()
-        else:
-            tree = TreeConfig(pathways=args.pathways, iou_threshold=args.iou_threshold,
-                              uncertainty=args.uncertainty)
-        tracker = Tracker(model, tree=tree, max_lag=args.max_lag)
-        add_prompts(tracker, groups)
-    except (ValueError, PromptError) as e:
-        print(f"sam2long: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-
-    direction = _direction(args)
-    obj_ids = sorted({obj for _, obj in groups})
-    frames_expected = expected_frames(groups, direction, start, end)
-    out.mkdir(parents=True, exist_ok=True)
-    writer = MatteWriter(out, obj_ids)
-    preview_path = out / "preview.mp4"
-    preview = None
-    bar = None
-    gen = None
-    committed: list[int] = []
-    areas = {o: 0 for o in obj_ids}
-    try:
-        if not args.no_preview and direction == "forward" and frames_expected:
-            preview = PreviewWriter(preview_path, source.width, source.height, getattr(source, "fps", 24.0))
-            preview_frames = source.frames(frames_expected)
-        bar = _bar(len(frames_expected), args.quiet)
-        gen = tracker.propagate(source, direction=direction, start=start, end=end,
-                                on_step=lambda i: bar.update(1))
-        empty = None
-        for r in gen:
-            import numpy as np
-
-            masks = r.masks.numpy() if hasattr(r.masks, "numpy") else np.asarray(r.masks)
-            by_obj = {o: masks[k] for k, o in enumerate(r.obj_ids)}
-            if empty is None:
-                empty = np.zeros((source.height, source.width), np.uint8)
-            record = {}
-            for k, obj in enumerate(obj_ids):
-                m = by_obj.get(obj)
-                if m is None:
-                    writer.write(obj, r.frame_idx, empty)
-                    record[str(obj)] = {"area": 0, "score": None}
-                else:
-                    writer.write(obj, r.frame_idx, m.astype(np.uint8) * 255)
-                    area = int(m.sum())
-                    areas[obj] += area
-                    j = r.obj_ids.index(obj)
-                    score = float(r.object_scores[j]) if r.object_scores is not None else None
-                    record[str(obj)] = {"area": area, "score": None if score is None else round(score, 4)}
-            committed.append(r.frame_idx)
-            if preview is not None:
-                idx, image = next(preview_frames, (None, None))
-                if idx == r.frame_idx:
-                    preview.add(image, {o: by_obj.get(o) for o in obj_ids})
-                else:  # not the expected order after all: write the preview afterwards
-                    preview.abort()
-                    preview = None
-            if args.json:
-                print(json.dumps({"frame": r.frame_idx, "objects": record}), file=stdout, flush=True)
-        gen = None
-        if bar is not None:
-            bar.close()
-            bar = None
-        if not args.no_preview:
-            if preview is None:
-                preview = PreviewWriter(preview_path, source.width, source.height, getattr(source, "fps", 24.0))
-                done = sorted(set(committed))
-                for idx, image in source.frames(done):
-                    masks = {o: writer.read(o, idx) for o in obj_ids}
-                    preview.add(image, masks)
-            preview.close()
-            preview = None
-    except KeyboardInterrupt:
-        if gen is not None:
-            try:
-                gen.close()
-            except BaseException:
-                pass
-        writer.cleanup()
-        if preview is not None:
-            preview.abort()
-        if bar is not None:
-            bar.close()
-        print(f"\nsam2long: interrupted: {len(committed)} frame(s) of masks were written completely to "
-              f"{out} (no preview); run the command again to redo the shot", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (FrameError, PromptError) as e:
-        writer.cleanup()
-        if preview is not None:
-            preview.abort()
-        if bar is not None:
-            bar.close()
-        print(f"sam2long: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except BaseException:
-        writer.cleanup()
-        if preview is not None:
-            preview.abort()
-        raise
-
-    seconds = time.perf_counter() - t0
-    summary = {
-        "summary": {
-            "frames": len(committed),
-            "objects": obj_ids,
-            "first_frame": min(committed) if committed else None,
-            "last_frame": max(committed) if committed else None,
-            "direction": direction,
-            "out": str(out),
-            "preview": None if args.no_preview else str(preview_path),
-            "seconds": round(seconds, 3),
-            "mean_area": {str(o): (areas[o] / len(committed) if committed else 0) for o in obj_ids},
-        }
-    }
-    if args.json:
-        print(json.dumps(summary), file=stdout, flush=True)
-    elif not args.quiet:
-        print(f"sam2long: {len(committed)} frames x {len(obj_ids)} object(s) written to {out} "
-              f"in {seconds:.1f}s", file=sys.stderr)
-    return EXIT_OK
+    check_device(args.device)
+    check_matte_format(args.format)
+    source = open_frames(args.video, colorspace=getattr(args, "colorspace", None),
+                         ocio_config=getattr(args, "ocio", None))
+    prompts = prompts_from_events(getattr(args, "events", None), source.first_index)
+    first, last = source.first_index, source.first_index + len(source) - 1
+    start = first if args.start is None else args.start
+    end = last if args.end is None else args.end
+    for name, frame in (("--start", start), ("--end", end)):
+        if not first <= frame <= last:
+            raise BadInput(f"{name} {frame}: frame {frame} is not in this shot: its frames are {first}-{last}")
+    if start > end:
+        raise BadInput(f"--start {start} is after --end {end}: give start <= end")
+    prompts.check(source.height, source.width, first, last)
+    for frame in prompts.frames:
+        if not start <= frame <= end:
+            obj = next(o for o in prompts.obj_ids if prompts.get(frame, o) is not None)
+            raise BadInput(f"the prompt for object {obj} on frame {frame} is outside the tracked range "
+                           f"{start}..{end}: move the prompt or widen --start/--end")
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {str(out)!r} is a file: give a folder for the masks")
+    return TrackJob(source, prompts, start, end, _direction(args), out, args.format, args.soft)
 
 
 def _load_model(args):
@@ -416,6 +276,206 @@ def _load_model(args):
         kw["image_size"] = args.image_size
     return load_model(args.checkpoint, device=args.device, precision=args.precision,
                       progress=not args.quiet, **kw)
+
+
+def build_tracker(model, args, prompts):
+    from .tracker import Tracker
+    from .tree import TreeConfig
+
+    if args.sam2:
+        tree = TreeConfig.sam2()
+    else:
+        tree = TreeConfig(pathways=args.pathways, iou_threshold=args.iou_threshold, uncertainty=args.uncertainty)
+    tracker = Tracker(model, tree=tree, max_lag=args.max_lag)
+    prompts.add_to(tracker)
+    return tracker
+
+
+def _bar(total, quiet):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc="tracking", disable=quiet, file=sys.stderr,
+                dynamic_ncols=True, smoothing=0.1)
+
+
+def _close_quietly(generator) -> None:
+    if generator is not None:
+        try:
+            generator.close()
+        except BaseException:  # it was stopped by the very interrupt we are handling
+            pass
+
+
+class _Outputs:
+    """One run's masks and preview, and what feeds them (the progress bar, the tracker's
+    result stream, the frames for the preview). All of it is closed in one place, on
+    leaving the `with` block; on any failure the file in flight and the unfinished
+    preview are removed, so only complete files remain."""
+
+    def __init__(self, job: TrackJob, preview: bool):
+        from .writers import MatteWriter
+
+        job.out.mkdir(parents=True, exist_ok=True)
+        self.job = job
+        self.writer = MatteWriter(job.out, job.obj_ids, padding=getattr(job.source, "padding", 5), fmt=job.fmt)
+        self.want_preview = preview
+        self.preview_path = job.out / "preview.mp4"
+        self.preview = None  # a PreviewWriter filled while tracking, or afterwards from the files
+        self.preview_frames = None
+        self.results = None
+        self.bar = None
+        self.committed: list[int] = []
+        self.areas = {o: 0 for o in job.obj_ids}
+        self._empty = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        _close_quietly(self.results)
+        _close_quietly(self.preview_frames)
+        if self.bar is not None:
+            self.bar.close()
+        if exc_type is not None:
+            self.writer.cleanup()
+            if self.preview is not None:
+                self.preview.abort()
+        return False
+
+    def _new_preview(self):
+        from .writers import PreviewWriter
+
+        src = self.job.source
+        return PreviewWriter(self.preview_path, src.width, src.height, getattr(src, "fps", 24.0))
+
+    def track(self, tracker, quiet: bool, on_frame=None) -> None:
+        """Run the tracker, writing every committed frame; `on_frame(record)` gets its JSON record."""
+        job = self.job
+        expected = job.frames
+        if self.want_preview and job.direction == "forward" and expected:
+            # Forward frames arrive in order: overlay them as they come, from a second frame stream.
+            self.preview = self._new_preview()
+            self.preview_frames = job.source.frames(expected)
+        self.bar = _bar(len(expected), quiet)
+        self.results = tracker.propagate(job.source, direction=job.direction, start=job.start, end=job.end,
+                                         return_logits=job.soft,
+                                         on_step=lambda i: self.bar.update(1))
+        for r in self.results:
+            by_obj = self._write(r)
+            if on_frame is not None:
+                on_frame(self._record(r, by_obj))
+            if self.preview is not None:
+                idx, image = next(self.preview_frames, (None, None))
+                if idx == r.frame_idx:
+                    self.preview.add(image, {o: by_obj.get(o) for o in job.obj_ids})
+                else:  # not the expected order after all: write the preview afterwards
+                    self.preview.abort()
+                    self.preview = None
+
+    def _write(self, r) -> dict:
+        import numpy as np
+
+        masks = r.masks.numpy() if hasattr(r.masks, "numpy") else np.asarray(r.masks)
+        by_obj = {o: masks[k] for k, o in enumerate(r.obj_ids)}
+        # soft: the probability, sigmoid of the logits (already at source size, full precision)
+        soft = {o: r.logits[k].sigmoid().numpy() for k, o in enumerate(r.obj_ids)} if self.job.soft else by_obj
+        if self._empty is None:
+            self._empty = np.zeros((self.job.source.height, self.job.source.width), bool)
+        for obj in self.job.obj_ids:
+            m = by_obj.get(obj)
+            self.writer.write(obj, r.frame_idx, self._empty if m is None else soft[obj])
+            if m is not None:
+                self.areas[obj] += int(m.sum())
+        self.committed.append(r.frame_idx)
+        return by_obj
+
+    def _record(self, r, by_obj) -> dict:
+        objects = {}
+        for obj in self.job.obj_ids:
+            m = by_obj.get(obj)
+            if m is None:
+                objects[str(obj)] = {"area": 0, "score": None}
+                continue
+            j = r.obj_ids.index(obj)
+            score = float(r.object_scores[j]) if r.object_scores is not None else None
+            objects[str(obj)] = {"area": int(m.sum()), "score": None if score is None else round(score, 4)}
+        return {"frame": r.frame_idx, "objects": objects}
+
+    def finish_preview(self) -> None:
+        """Close the preview, first writing it from the mask files if it was not filled while tracking."""
+        if not self.want_preview:
+            return
+        if self.preview is None:
+            self.preview = self._new_preview()
+            for idx, image in self.job.source.frames(sorted(set(self.committed))):
+                self.preview.add(image, {o: self.writer.read(o, idx) for o in self.job.obj_ids})
+        self.preview.close()
+        self.preview = None
+
+
+def summary(job: TrackJob, outputs: _Outputs, seconds: float, preview: bool) -> dict:
+    done = outputs.committed
+    return {
+        "summary": {
+            "frames": len(done),
+            "objects": job.obj_ids,
+            "first_frame": min(done) if done else None,
+            "last_frame": max(done) if done else None,
+            "direction": job.direction,
+            "out": str(job.out),
+            "preview": str(outputs.preview_path) if preview else None,
+            "seconds": round(seconds, 3),
+            "mean_area": {str(o): (outputs.areas[o] / len(done) if done else 0) for o in job.obj_ids},
+        }
+    }
+
+
+def _error(e) -> int:
+    print(f"sam2long: error: {e}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def run_track(args, *, model=None, stdout=None) -> int:
+    """The `track` job: check inputs -> load the model -> build the tracker -> track and
+    write masks -> preview -> summary. `model`: an already loaded `LoadedModel` to use
+    instead of loading --checkpoint (one load for many shots). Returns the exit code."""
+    from .errors import FrameError, PromptError
+
+    stdout = stdout or sys.stdout
+    t0 = time.perf_counter()
+    try:
+        job = validate_inputs(args)
+        colour = getattr(job.source, "colour", None)
+        if colour:  # the conversion the frames get before the network, said once
+            print(f"sam2long: colour: {colour}", file=sys.stderr)
+        if model is None:
+            model = _load_model(args)
+        tracker = build_tracker(model, args, job.prompts)
+    except (ValueError, FileNotFoundError) as e:  # bad prompts, frames, checkpoint, device, precision
+        return _error(e)
+
+    def on_frame(record):
+        print(json.dumps(record), file=stdout, flush=True)
+
+    outputs = _Outputs(job, preview=not args.no_preview)
+    try:
+        with outputs:
+            outputs.track(tracker, args.quiet, on_frame if args.json else None)
+            outputs.finish_preview()
+    except KeyboardInterrupt:
+        print(f"\nsam2long: interrupted: {len(outputs.committed)} frame(s) of masks were written completely "
+              f"to {job.out} (no preview); run the command again to redo the shot", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (FrameError, PromptError) as e:
+        return _error(e)
+
+    seconds = time.perf_counter() - t0
+    if args.json:
+        print(json.dumps(summary(job, outputs, seconds, not args.no_preview)), file=stdout, flush=True)
+    elif not args.quiet:
+        print(f"sam2long: {len(outputs.committed)} frames x {len(job.obj_ids)} object(s) written to {job.out} "
+              f"in {seconds:.1f}s", file=sys.stderr)
+    return EXIT_OK
 
 
 # --- argument parsing -----------------------------------------------------------------
@@ -430,24 +490,38 @@ def _add_common(p: argparse.ArgumentParser, checkpoint_default=None):
                         + (f" (default: {checkpoint_default})" if checkpoint_default else ""))
     p.add_argument("--out", required=checkpoint_default is None, default=None if checkpoint_default is None
                    else "sam2long_demo", metavar="DIR", help="output folder for the masks and preview.mp4")
+    from .options import PRECISIONS
+    from .tree import TreeConfig
+
+    paper = TreeConfig()  # the defaults are the library's (the paper's)
     tree = p.add_argument_group("memory tree")
-    tree.add_argument("--pathways", type=_pos_int, default=3, metavar="P",
-                      help="memory pathways kept per object (default 3; 1 is SAM 2's single greedy history)")
-    tree.add_argument("--iou-threshold", type=float, default=0.3, metavar="T",
-                      help="a frame enters an object's memory only if its predicted IoU is above T (default 0.3)")
-    tree.add_argument("--uncertainty", type=float, default=2.0, metavar="U",
-                      help="when every pathway's |object score| is at most U, keep diverse candidates "
-                           "instead of the top scores (default 2.0)")
+    tree.add_argument("--pathways", type=_pos_int, default=paper.pathways, metavar="P",
+                      help=f"memory pathways kept per object (default {paper.pathways}); 1 keeps one history, "
+                           f"still with SAM2Long's memory selection and key modulation (plain SAM 2 is --sam2)")
+    tree.add_argument("--iou-threshold", type=float, default=paper.iou_threshold, metavar="T",
+                      help=f"a frame enters an object's memory only if its predicted IoU is above T "
+                           f"(default {paper.iou_threshold})")
+    tree.add_argument("--uncertainty", type=float, default=paper.uncertainty, metavar="U",
+                      help=f"when every pathway's |object score| is at most U, keep diverse candidates "
+                           f"instead of the top scores (default {paper.uncertainty})")
     tree.add_argument("--sam2", action="store_true",
                       help="plain SAM 2 instead of the memory tree (ignores the three options above), "
                            "for comparison")
-    tree.add_argument("--max-lag", type=_nonneg_int, default=None, metavar="K",
-                      help="force masks out at most K frames behind tracking (bounded memory; an "
+    tree.add_argument("--max-lag", type=_max_lag, default=None, metavar="K",
+                      help="force masks out at most K frames (K >= 1) behind tracking (bounded memory; an "
                            "approximation). Default: exact, masks come out when all pathways agree")
+    from .writers import MATTE_FORMATS
+
+    output = p.add_argument_group("mattes")
+    output.add_argument("--format", default="png", choices=MATTE_FORMATS,
+                        help="png: 8-bit (default); png16, tif16: 16-bit; exr: one half-float channel named A "
+                             "(Nuke reads it as alpha)")
+    output.add_argument("--soft", action="store_true",
+                        help="write the model's probability (sigmoid of its logits) in 0..1 instead of 0/1 mattes")
     run = p.add_argument_group("running")
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                      help="where to compute (default auto: CUDA, then MPS, then CPU)")
-    run.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+    run.add_argument("--precision", default="auto", choices=PRECISIONS,
                      help="compute precision on CUDA (default auto: bf16 where supported); CPU/MPS use fp32")
     run.add_argument("--quiet", action="store_true", help="no progress bar or closing line")
     run.add_argument("--json", action="store_true",
@@ -460,16 +534,18 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser = _Parser(prog="sam2long", description="Track prompted objects through a shot with SAM 2 and "
-                                                  "SAM2Long's memory tree; writes one PNG mask per object per frame.")
+                                                  "SAM2Long's memory tree; writes one matte per object per frame.")
     parser.add_argument("--version", action="version", version=f"sam2long {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    t = sub.add_parser("track", help="track objects through a video file or a folder of frames",
+    t = sub.add_parser("track", help="track objects through a video file or an image sequence",
                        description="Track the prompted objects through VIDEO and write their masks.",
                        epilog=TRACK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("video", metavar="VIDEO", help="a video file (.mp4 .mov .mkv .avi .webm) or a folder of "
-                                                  "frames (.jpg .png .webp, numbered)")
+    t.add_argument("video", metavar="VIDEO",
+                   help="a video file (.mp4 .mov .mkv .avi .webm, frames numbered from 0) or an image sequence "
+                        "(.exr .dpx .tif .png .jpg .webp): plate.####.exr, plate.%%04d.exr, plate.@@@@.exr, its "
+                        "folder or one of its files, numbered by its file names")
     pr = t.add_argument_group("prompts (in order; see below)")
     pr.add_argument("--point", type=_point, action=_Event, metavar="X,Y[,LABEL]",
                     help="a click; LABEL 1 = on the object (default), 0 = not on the object")
@@ -477,11 +553,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--mask", action=_Event, metavar="FILE.png",
                     help="a mask (white object on black) at the source resolution")
     pr.add_argument("--frame", type=_nonneg_int, action=_Event, metavar="N",
-                    help="frame index for the prompts that follow (default 0)")
+                    help="frame for the prompts that follow (default: the shot's first frame); a plate's frame "
+                         "number, 0-based for a video")
     pr.add_argument("--object", type=_pos_int, action=_Event, metavar="ID",
                     help="object id for the prompts that follow (default 1)")
     rng = t.add_argument_group("range and direction")
-    rng.add_argument("--start", type=_nonneg_int, default=None, metavar="N", help="first frame to track (default 0)")
+    rng.add_argument("--start", type=_nonneg_int, default=None, metavar="N",
+                     help="first frame to track (default: the shot's first frame)")
     rng.add_argument("--end", type=_nonneg_int, default=None, metavar="N",
                      help="last frame to track, inclusive (default: the last frame)")
     d = rng.add_mutually_exclusive_group()
@@ -489,6 +567,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="track backward from each object's last prompt frame towards --start")
     d.add_argument("--both", action="store_true",
                    help="track forward and backward from each object's first prompt frame")
+    colour = t.add_argument_group("colour (image sequences)")
+    colour.add_argument("--colorspace", default=None, metavar="NAME",
+                        help="the plates' OCIO colour space (e.g. ACEScg), converted to sRGB by OpenImageIO; "
+                             "default: by file type, see below")
+    colour.add_argument("--ocio", default=None, metavar="CONFIG",
+                        help="OCIO config for --colorspace (default: $OCIO, else OpenImageIO's built-in config)")
     _add_common(t)
     t.set_defaults(events=[])
 
@@ -496,6 +580,10 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run the main job on the short clip shipped with sam2long: one click set "
                                     "on the girl on frame 0, masks and preview written to --out.")
     _add_common(dm, checkpoint_default=DEMO_CHECKPOINT)
+
+    from .batch import add_batch_parser
+
+    add_batch_parser(sub)
     return parser
 
 
@@ -513,6 +601,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code) if isinstance(e.code, int) else EXIT_BAD_INPUT
+    if args.command == "batch":
+        from .batch import run_batch
+
+        return run_batch(args)
     if args.command == "demo":
         args = demo_args(args)
         if not args.quiet:
@@ -523,10 +615,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before tracking started: nothing was written
         print("\nsam2long: interrupted before any mask was written", file=sys.stderr)
         return EXIT_INTERRUPTED
-
-
-def entry_point() -> None:  # pragma: no cover
-    sys.exit(main())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,9 +18,7 @@ from sam2.modeling.sam2_utils import get_1d_sine_pe
 from .attention import memory_attention
 from .memory import MemoryEntry, MemoryPlan
 from .model import LoadedModel
-
-IMG_MEAN = (0.485, 0.456, 0.406)
-IMG_STD = (0.229, 0.224, 0.225)
+from .resize import model_input
 
 
 @dataclass
@@ -66,18 +64,13 @@ class InferenceCore:
         # [num_maskmem, HW, Cm]: spatial + temporal encoding of a memory frame, by temporal index
         tpos = net.maskmem_tpos_enc.detach().view(self.num_maskmem, 1, self.mem_dim).to(self.device)
         self._spatial_pos = self._mem_pos + tpos
-        self._mean = torch.tensor(IMG_MEAN, device=self.device).view(3, 1, 1)
-        self._std = torch.tensor(IMG_STD, device=self.device).view(3, 1, 1)
         self.image_size = size
 
     # ---- frames ---------------------------------------------------------------------------
     def preprocess(self, frame) -> torch.Tensor:
-        """[H, W, 3] uint8 (or float 0..1) -> [1, 3, S, S] normalised at model resolution."""
-        x = torch.as_tensor(frame)
-        scale = 1.0 if torch.is_floating_point(x) else 1.0 / 255.0
-        x = x.to(self.device, non_blocking=True).permute(2, 0, 1).float() * scale
-        x = F.interpolate(x[None], size=(self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True)
-        return (x - self._mean) / self._std
+        """[H, W, 3] uint8 (or float 0..1) -> [1, 3, S, S] normalised at model resolution,
+        as SAM 2's frame loader makes it (`resize.py`: bit-equal for 8-bit frames)."""
+        return model_input(frame, self.image_size, self.device)
 
     def encode_image(self, image: torch.Tensor) -> FrameFeatures:
         backbone_out = self.net.forward_image(image)
@@ -87,7 +80,7 @@ class InferenceCore:
     # ---- prompts --------------------------------------------------------------------------
     def prompt(self, frame_idx: int, ff: FrameFeatures, points=None, labels=None, mask=None):
         """SAM 2's prompt path for one object (no memory): clicks/box through the SAM
-        decoder, a mask used as it is. -> (lowres [h, w], object logit, MemoryEntry)"""
+        decoder, a mask used as it is. -> (lowres [h, w], MemoryEntry holding the object logit)"""
         net = self.net
         point_inputs = mask_inputs = None
         if mask is not None:
@@ -120,11 +113,12 @@ class InferenceCore:
         return lowres[0, 0], entry
 
     # ---- tracking -------------------------------------------------------------------------
-    def track(self, ff: FrameFeatures, plans: list[MemoryPlan]) -> Decoded:
+    def track(self, ff: FrameFeatures, plans: list[MemoryPlan], shot_length: int | None = None) -> Decoded:
+        """`shot_length`: frames in the shot, SAM 2's `num_frames` (None: a long shot)."""
         net = self.net
         batch = len(plans)
         feats, pos, high_res = ff.expand(batch)
-        memory, memory_pos, n_ptr_tokens, weight, valid = self._assemble(plans)
+        memory, memory_pos, n_ptr_tokens, weight, valid = self._assemble(plans, shot_length)
         pix = memory_attention(
             net.memory_attention, feats[-1], pos[-1], memory, memory_pos, n_ptr_tokens, weight, valid
         )
@@ -165,8 +159,11 @@ class InferenceCore:
         if net.fixed_no_obj_ptr:
             ptr = visible * ptr
         ptr = ptr + (1 - visible) * net.no_obj_ptr
-        lowres = decoded.lowres[units, cands][:, None]
+        # Upsample all 3 candidates, then pick, as SAM 2 does: on CPU, bilinear
+        # interpolation of 3 channels and of 1 differ in the last bits.
+        lowres = decoded.lowres[units]
         high_res = F.interpolate(lowres, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
+        high_res = high_res[torch.arange(len(picks), device=self.device), cands][:, None]
         mem = self._encode_memory(ff, high_res, obj, from_prompt=False)
         return ptr.float(), mem
 
@@ -199,7 +196,7 @@ class InferenceCore:
             pos = self.net.memory_encoder.position_encoding(x).to(x.dtype)
         return pos[0].flatten(1).t().float()
 
-    def _assemble(self, plans: list[MemoryPlan]):
+    def _assemble(self, plans: list[MemoryPlan], shot_length: int | None = None):
         """Pad every plan to a common layout: [frames x HW tokens | pointer tokens].
 
         A few batched copies per plan rather than one per memory entry: on a GPU every
@@ -211,7 +208,7 @@ class InferenceCore:
         base = n_frames * hw
         memory = torch.zeros(len(plans), base + n_ptrs * per_ptr, cm, device=self.device)
         memory_pos = torch.zeros_like(memory)
-        ptr_pos = self._pointer_positions([position for p in plans for _, position, _ in p.pointers])
+        ptr_pos = self._pointer_positions([position for p in plans for _, position, _ in p.pointers], shot_length)
         first_ptr = 0
         for b, plan in enumerate(plans):
             if plan.spatial:
@@ -242,14 +239,16 @@ class InferenceCore:
             valid = per_key([[True] * len(p.spatial) for p in plans], [[True] * len(p.pointers) for p in plans], False)
         return memory, memory_pos, n_ptrs * per_ptr, weight, valid
 
-    def _pointer_positions(self, positions: list):
-        """[n, Cm] temporal encodings of pointers: a sine of position / (max pointers - 1),
-        projected (None where the network adds none)."""
+    def _pointer_positions(self, positions: list, shot_length: int | None = None):
+        """[n, Cm] temporal encodings of pointers, projected (None where the network adds none):
+        a sine of position / (min(shot length, max pointers) - 1), SAM 2's normaliser, so a
+        shot shorter than 16 frames spreads its pointers over the whole range as in SAM 2."""
         net = self.net
         if not positions or not net.add_tpos_enc_to_obj_ptrs:
             return None
         dim = self.hidden_dim if net.proj_tpos_enc_in_obj_ptrs else self.mem_dim
-        pe = get_1d_sine_pe(self._upload(positions) / (self.max_ptrs - 1), dim=dim)
+        span = self.max_ptrs if shot_length is None else min(shot_length, self.max_ptrs)
+        pe = get_1d_sine_pe(self._upload(positions) / (span - 1), dim=dim)
         return net.obj_ptr_tpos_proj(pe).float()
 
 

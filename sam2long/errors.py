@@ -11,3 +11,9 @@ class CheckpointError(ValueError):
 
 class FrameError(ValueError):
     """Frames are missing, unreadable or of mismatched sizes."""
+
+
+def first_line(e) -> str:
+    """The first line of an exception's (or a library's error) message, for a one-line error."""
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0][:200]

@@ -13,7 +13,7 @@ from typing import Iterable, Iterator, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from .errors import FrameError
+from .errors import FrameError, first_line
 
 
 @runtime_checkable
@@ -60,10 +60,9 @@ class TensorFrames:
 
 
 # --------------------------------------------------------------------------------------
-# Frames from disk: video files (decoded as a stream) and folders of images.
+# Frames from disk: video files (decoded as a stream) and image sequences (sam2long.plates).
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 
 # Backward (descending) requests are served in blocks: seek to the block's start,
 # decode it forward, hand it out reversed. A block holds at most this many frames
@@ -72,36 +71,35 @@ _MAX_BLOCK = 32
 _BLOCK_BYTES = 256 * 1024 * 1024
 
 
-def open_frames(path, block_size: int | None = None) -> FrameSource:
-    """Open a video file or a folder of frames as a streaming `FrameSource`.
+def open_frames(path, block_size: int | None = None, colorspace: str | None = None,
+                ocio_config: str | None = None) -> FrameSource:
+    """Open a video file or an image sequence as a streaming `FrameSource`.
 
     Video files (.mp4 .mov .mkv .avi .webm) are decoded with PyAV one frame at a
-    time; a folder holds .jpg/.jpeg/.png/.webp frames ordered by the number in
-    their names. `block_size` caps how many frames a backward read keeps decoded
-    at once (default: up to 32, fewer for very large frames).
+    time, numbered from 0; `block_size` caps how many frames a backward read keeps
+    decoded at once (default: up to 32, fewer for very large frames). An image
+    sequence (a pattern such as plate.####.exr, a folder, or one numbered file) is a
+    `PlateFrames`, numbered by its file names; `colorspace`/`ocio_config` choose an
+    OCIO input conversion for it (see sam2long.plates).
     Raises `FrameError` with a message naming the problem and the fix.
     """
     from pathlib import Path
 
+    from .plates import IMAGE_EXTENSIONS, PlateFrames, is_sequence_path
+
     p = Path(path).expanduser()
+    kinds = (f"give a video file ({' '.join(VIDEO_EXTENSIONS)}) or an image sequence: a folder, a pattern "
+             f"such as plate.####.exr, or one numbered file ({' '.join(IMAGE_EXTENSIONS)})")
+    if is_sequence_path(p) or p.is_dir() or (p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
+        return PlateFrames(p, colorspace=colorspace, ocio_config=ocio_config)
     if not p.exists():
-        raise FrameError(
-            f"{str(path)!r} does not exist: give a video file "
-            f"({' '.join(VIDEO_EXTENSIONS)}) or a folder of frames ({' '.join(IMAGE_EXTENSIONS)})"
-        )
-    if p.is_dir():
-        return ImageFolderFrames(p)
+        raise FrameError(f"{str(path)!r} does not exist: {kinds}")
     if p.suffix.lower() in VIDEO_EXTENSIONS:
+        if colorspace:
+            raise FrameError(f"a colour space is for image sequences, not video {str(path)!r}: "
+                             f"leave it out (video is decoded as sRGB)")
         return VideoFrames(p, block_size=block_size)
-    if p.suffix.lower() in IMAGE_EXTENSIONS:
-        raise FrameError(
-            f"{str(path)!r} is a single image: put the frames of the shot in a folder "
-            f"and give the folder"
-        )
-    raise FrameError(
-        f"{str(path)!r} has an unsupported extension {p.suffix or '(none)'!r}: give a video file "
-        f"({' '.join(VIDEO_EXTENSIONS)}) or a folder of frames ({' '.join(IMAGE_EXTENSIONS)})"
-    )
+    raise FrameError(f"{str(path)!r} has an unsupported extension {p.suffix or '(none)'!r}: {kinds}")
 
 
 def _runs(indices: list[int]) -> Iterator[tuple[int, int, int]]:
@@ -154,7 +152,7 @@ class VideoFrames:
             raise
         except Exception as e:  # PyAV raises its own error types for broken files
             raise FrameError(
-                f"cannot read video {str(path)!r} ({_av_message(e)}): the file is corrupt, truncated or "
+                f"cannot read video {str(path)!r} ({first_line(e)}): the file is corrupt, truncated or "
                 f"not a video; re-export it (e.g. H.264 .mp4) or give a folder of frames"
             ) from None
         if self.width <= 0 or self.height <= 0 or count <= 0:
@@ -214,7 +212,7 @@ class VideoFrames:
 
             if isinstance(e, getattr(av, "FFmpegError", ())) or type(e).__module__.startswith("av"):
                 raise FrameError(
-                    f"cannot decode video {str(self.path)!r} at frame {failed_at} ({_av_message(e)}): "
+                    f"cannot decode video {str(self.path)!r} at frame {failed_at} ({first_line(e)}): "
                     f"the file is corrupt or truncated; re-export it or give a folder of frames"
                 ) from None
             raise
@@ -296,77 +294,3 @@ class VideoFrames:
                     yield i, frame
                 del block
                 top = low - 1
-
-
-def _av_message(e: Exception) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0][:200]
-
-
-def _natural_key(name: str):
-    import re
-
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower())
-            for part in re.split(r"(\d+)", name) if part != ""]
-
-
-class ImageFolderFrames:
-    """A folder of frame images (.jpg .jpeg .png .webp), ordered by the numbers in
-    their names (frame2 before frame10). All frames must share one size."""
-
-    def __init__(self, folder):
-        from PIL import Image
-
-        self.path = folder
-        self.first_index = 0
-        files = [f for f in folder.iterdir()
-                 if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_EXTENSIONS]
-        if not files:
-            raise FrameError(
-                f"no frames in folder {str(folder)!r}: it must hold images named with their frame "
-                f"number ({' '.join(IMAGE_EXTENSIONS)})"
-            )
-        files.sort(key=lambda f: _natural_key(f.name))
-        self.files = files
-        expected = None
-        for f in files:
-            try:
-                with Image.open(f) as im:
-                    size = im.size
-            except Exception as e:
-                raise FrameError(f"cannot read frame {str(f)!r} ({_av_message(e)}): replace or remove it") from None
-            if expected is None:
-                expected = size
-            elif size != expected:
-                raise FrameError(
-                    f"frame {str(f)!r} is {size[0]}x{size[1]} but the frames before it are "
-                    f"{expected[0]}x{expected[1]}: every frame of a shot must have the same size"
-                )
-        self.width, self.height = int(expected[0]), int(expected[1])
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __repr__(self) -> str:
-        return f"ImageFolderFrames({str(self.path)!r}, {self.width}x{self.height}, {len(self.files)} frames)"
-
-    def _read(self, f) -> np.ndarray:
-        from PIL import Image
-
-        try:
-            with Image.open(f) as im:
-                if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                    a = np.asarray(im, dtype=np.float64)
-                    top = 65535.0 if a.max() > 255 else 255.0
-                    g = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-                    return np.ascontiguousarray(np.repeat(g[..., None], 3, axis=2))
-                return np.array(im.convert("RGB"), dtype=np.uint8)  # a writable copy
-        except Exception as e:
-            raise FrameError(f"cannot read frame {str(f)!r} ({_av_message(e)}): replace or remove it") from None
-
-    def frames(self, indices):
-        n = len(self.files)
-        for i in indices:
-            if not 0 <= i < n:
-                raise IndexError(f"frame {i} is outside this folder (frames 0..{n - 1})")
-            yield i, self._read(self.files[i])

@@ -12,7 +12,6 @@ whole history; its `parent` link exists only until the frame is committed.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -28,12 +27,6 @@ class MemoryEntry:
     iou: float  # predicted IoU of the chosen candidate (1.0 for prompts)
     mem: torch.Tensor | None  # [Cm, h, w] bf16 spatial memory; dropped once out of reach
 
-    def nbytes(self) -> int:
-        n = self.ptr.numel() * self.ptr.element_size()
-        if self.mem is not None:
-            n += self.mem.numel() * self.mem.element_size()
-        return n
-
 
 @dataclass(eq=False)
 class Node:
@@ -47,20 +40,6 @@ class Node:
     entry: MemoryEntry | None  # None on conditioning (prompt) frames
     reliable: tuple = ()  # last reliable tracked entries on this path, oldest first
     recent: tuple = ()  # last tracked entries on this path, oldest first
-
-    def __deepcopy__(self, memo):
-        # Copy the uncommitted chain oldest first, so a long chain of parents does not
-        # recurse once per frame (it may be thousands of frames long).
-        chain, node = [], self
-        while node is not None and id(node) not in memo:
-            chain.append(node)
-            node = node.parent
-        for n in reversed(chain):
-            clone = Node.__new__(Node)
-            memo[id(n)] = clone
-            for name in Node.__dataclass_fields__:
-                setattr(clone, name, copy.deepcopy(getattr(n, name), memo))
-        return memo[id(self)]
 
 
 def extend(parent: Node, entry: MemoryEntry, cfg: TreeConfig) -> tuple[tuple, tuple]:
@@ -91,30 +70,27 @@ def plan_memory(
 ) -> MemoryPlan:
     """Choose the memory of the pathway ending at `leaf` for tracking `frame`.
 
-    `cond` are the object's prompt memories reached so far in this pass. With
-    memory selection (SAM2Long) the spatial memory is the last `num_maskmem - 1`
-    entries of V = the reliable entries plus the previous frame (always), ranked
-    from the newest; pointers come from V without its oldest entry, positioned by
-    rank. Without it (SAM 2) memory is the previous frames by true distance.
+    `cond` are the object's prompt memories reached so far in this pass. The spatial
+    memory is the newest `num_maskmem - 1` entries of `spatial_reach`. With memory
+    selection (SAM2Long) that is the last entries of V = the reliable entries plus
+    the previous frame (always), ranked from the newest; pointers come from V
+    without its oldest entry, positioned by rank. Without it (SAM 2) memory is the
+    previous frames by true distance.
     """
     n_spatial = num_maskmem - 1
     cond_spatial = [(e.mem, num_maskmem - 1, PROMPT_SCORE) for e in cond]
     # Prompt pointers only from prompts already passed (SAM 2's "pointers in the past").
     cond_ptrs = [(e.ptr, abs(frame - e.frame), PROMPT_SCORE) for e in cond]
+    read = spatial_reach(leaf, frame, cfg, num_maskmem)[-n_spatial:]
 
     if cfg.memory_selection:
-        chosen = list(leaf.reliable)
-        if leaf.entry is not None and (not chosen or chosen[-1] is not leaf.entry):
-            chosen.append(leaf.entry)  # the previous frame is always in memory
-        spatial = [(e.mem, rank, e.object_score) for rank, e in enumerate(reversed(chosen[-n_spatial:]))]
+        spatial = [(e.mem, rank, e.object_score) for rank, e in enumerate(reversed(read))]
         spatial.reverse()
+        chosen = _selection(leaf.reliable, leaf.entry)
         pointers = [(chosen[-r].ptr, r, chosen[-r].object_score) for r in range(1, len(chosen))]
     else:
-        spatial, pointers = [], []
-        for e in leaf.recent:
-            dist = abs(frame - e.frame)
-            if dist <= n_spatial:
-                spatial.append((e.mem, dist - 1, e.object_score))
+        spatial = [(e.mem, abs(frame - e.frame) - 1, e.object_score) for e in read]
+        pointers = []
         for e in reversed(leaf.recent):
             dist = abs(frame - e.frame)
             if dist < max_ptrs:
@@ -135,23 +111,37 @@ def plan_memory(
     )
 
 
-def spatially_reachable(leaf: Node, next_frame: int, cfg: TreeConfig, num_maskmem: int) -> list[MemoryEntry]:
-    """Entries whose spatial features the pathway ending at `leaf` may still read."""
+def _selection(reliable: tuple, entry: MemoryEntry | None) -> list[MemoryEntry]:
+    """V: reliable entries plus the previous frame's `entry`, which is always in memory."""
+    chosen = list(reliable)
+    if entry is not None and (not chosen or chosen[-1] is not entry):
+        chosen.append(entry)
+    return chosen
+
+
+def spatial_reach(leaf: Node, frame: int, cfg: TreeConfig, num_maskmem: int) -> list[MemoryEntry]:
+    """The entries whose spatial features the pathway ending at `leaf` can read when
+    tracking `frame` or later, oldest first. The one rule for both sides: `plan_memory`
+    reads the newest `num_maskmem - 1` of them, `drop_unreachable` frees all others.
+
+    With memory selection: the last `num_maskmem - 1` reliable entries plus the previous
+    frame. When the previous frame is unreliable that is one more than is read now: a
+    correction on the next frame makes a node without an entry, which reads the reliable
+    entries alone. Without (SAM 2): the previous frames at most `num_maskmem - 1` away.
+    A child reaches no older entry than its parent does, so an entry that leaves the
+    reach of every pathway is never read again.
+    """
     n_spatial = num_maskmem - 1
     if cfg.memory_selection:
-        out = list(leaf.reliable[-n_spatial:])
-        if leaf.entry is not None:
-            out.append(leaf.entry)
-        return out
-    return [e for e in leaf.recent if abs(next_frame - e.frame) <= n_spatial]
+        return _selection(leaf.reliable[-n_spatial:], leaf.entry)
+    return [e for e in leaf.recent if abs(frame - e.frame) <= n_spatial]
 
 
 def drop_unreachable(leaves: list[Node], next_frame: int, cfg: TreeConfig, num_maskmem: int) -> None:
-    """Free spatial features no surviving pathway can read again. Reachability only
-    shrinks along a path, so a dropped feature is never needed later."""
+    """Free the spatial features outside every surviving pathway's `spatial_reach`."""
     keep = set()
     for leaf in leaves:
-        keep.update(id(e) for e in spatially_reachable(leaf, next_frame, cfg, num_maskmem))
+        keep.update(id(e) for e in spatial_reach(leaf, next_frame, cfg, num_maskmem))
     for leaf in leaves:
         for e in leaf.reliable + leaf.recent:
             if e.mem is not None and id(e) not in keep:

@@ -15,6 +15,8 @@ from importlib import resources
 
 import torch
 
+from .options import PRECISIONS
+
 # variant name -> config path inside the sam2 package
 VARIANT_CONFIGS = {
     "sam2_hiera_tiny": "configs/sam2/sam2_hiera_t.yaml",
@@ -28,7 +30,6 @@ VARIANT_CONFIGS = {
 }
 VARIANTS = tuple(VARIANT_CONFIGS)
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 

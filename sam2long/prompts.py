@@ -1,13 +1,21 @@
 """User prompts: points, boxes and masks per object and frame, in source pixels.
 
-Prompts are checked twice: their form when added (no frame size needed), and
-their place once the frames are known (inside the frame, on a frame that exists).
-Each error names the object, the frame and what to change.
+This is the one prompt model and the one validator: the tracker keeps its prompts
+here, and the command line and the ComfyUI nodes build a `PromptSet` from their own
+syntax. Prompts are checked twice: their form when added (no frame size needed),
+and their place once the frames are known (inside the frame, on a frame that
+exists). Each error names the object, the frame and what to change.
+
+Coordinates are pixels of the source frames measured from the top-left corner of
+the frame: (0, 0) is that corner and (W, H) the opposite one, so 0 <= x <= W and
+0 <= y <= H are all inside. SAM 2 scales a point by x / W and y / H, which makes
+the far edge (x = W) as meaningful as the near one; a box may touch either edge.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,15 +29,37 @@ class FramePrompt:
     labels: list = field(default_factory=list)  # 1 positive, 0 negative
     box: tuple | None = None  # (x0, y0, x1, y1) in source pixels
     mask: np.ndarray | None = None  # [H, W] bool at source resolution
+    mask_name: str | None = None  # where the mask came from (a file), for messages
 
 
 def _where(obj_id, frame):
     return f"object {obj_id} on frame {frame}"
 
 
+def _mask_what(prompt: FramePrompt, where: str) -> str:
+    name = f" {prompt.mask_name!r}" if prompt.mask_name else ""
+    return f"the mask{name} for {where}"
+
+
+def inside(x: float, y: float, width: int, height: int) -> bool:
+    """The coordinate rule (module docstring): both frame edges are inside."""
+    return 0 <= x <= width and 0 <= y <= height
+
+
 class PromptSet:
     def __init__(self):
         self.by_object: dict[int, dict[int, FramePrompt]] = {}
+
+    @property
+    def obj_ids(self) -> list[int]:
+        return sorted(self.by_object)
+
+    @property
+    def frames(self) -> list[int]:
+        return sorted({f for per_frame in self.by_object.values() for f in per_frame})
+
+    def get(self, frame: int, obj_id: int) -> FramePrompt | None:
+        return self.by_object.get(int(obj_id), {}).get(int(frame))
 
     def _slot(self, obj_id, frame) -> FramePrompt:
         if not isinstance(frame, (int, np.integer)) or frame < 0:
@@ -38,6 +68,7 @@ class PromptSet:
             raise PromptError(f"object id must be a whole number, got {obj_id!r}")
         return self.by_object.setdefault(int(obj_id), {}).setdefault(int(frame), FramePrompt())
 
+    # ---- form checks, when a prompt is added ------------------------------------------------
     def add_points(self, frame, obj_id, points, labels=None):
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2) if len(points) else np.zeros((0, 2))
         if len(pts) == 0:
@@ -70,50 +101,74 @@ class PromptSet:
         if points is not None and len(points):
             self.add_points(frame, obj_id, points, labels)
 
-    def add_mask(self, frame, obj_id, mask):
+    def add_mask(self, frame, obj_id, mask, name: str | None = None):
+        """A mask replaces the clicks and box of its object and frame. `name` (a file
+        name, say) is only used in error messages."""
         m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
         m = np.squeeze(m)
+        where = _where(obj_id, frame)
         if m.ndim != 2:
-            raise PromptError(f"a mask prompt must be 2-D [H, W]; got shape {m.shape} for {_where(obj_id, frame)}")
+            raise PromptError(f"a mask prompt must be 2-D [H, W]; got shape {m.shape} for {where}")
         m = m > 0.5 if m.dtype.kind == "f" else m.astype(bool)
+        prompt = FramePrompt(mask=m, mask_name=name)
         if not m.any():
-            raise PromptError(
-                f"the mask for {_where(obj_id, frame)} is empty; paint the object, or remove this prompt"
-            )
+            raise PromptError(f"{_mask_what(prompt, where)} is empty (all zero); paint the object, or remove "
+                              f"this prompt")
         slot = self._slot(obj_id, frame)
-        slot.points, slot.labels, slot.box, slot.mask = [], [], None, m
+        slot.points, slot.labels, slot.box, slot.mask, slot.mask_name = [], [], None, m, name
 
-    # ---- checks against the frames ------------------------------------------------------
+    # ---- place checks, against the frames ---------------------------------------------------
+    def check_frames(self, first: int, last: int):
+        """Every prompt must be on one of the frames first..last."""
+        for obj_id, per_frame in self.by_object.items():
+            for frame in per_frame:
+                if not first <= frame <= last:
+                    raise PromptError(
+                        f"{_where(obj_id, frame)}: frame {frame} is not in this shot: its frames are {first}-{last}; "
+                        f"move the prompt to one of these frames"
+                    )
+
     def check(self, height: int, width: int, first: int, last: int, frames: bool = True):
         """Every prompt must be inside the frame, and (with `frames`) on a frame that exists."""
+        if frames:
+            self.check_frames(first, last)
+        rule = f"use pixel coordinates with 0 <= x <= {width} and 0 <= y <= {height}"
         for obj_id, per_frame in self.by_object.items():
             for frame, p in per_frame.items():
                 where = _where(obj_id, frame)
-                if frames and not (first <= frame <= last):
-                    raise PromptError(
-                        f"{where}: frame {frame} does not exist (frames here are {first}..{last}); "
-                        f"move the prompt to an existing frame"
-                    )
                 if p.mask is not None and p.mask.shape != (height, width):
                     raise PromptError(
-                        f"mask for {where} is {p.mask.shape[1]}x{p.mask.shape[0]} but the frames are "
-                        f"{width}x{height}; resize the mask to the frame size"
+                        f"{_mask_what(p, where)} is {p.mask.shape[1]}x{p.mask.shape[0]} but the frames are "
+                        f"{width}x{height}; give the mask at the frames' size"
                     )
                 for x, y in p.points:
-                    if not (0 <= x <= width and 0 <= y <= height):
+                    if not inside(x, y, width, height):
                         raise PromptError(
-                            f"point ({x:g}, {y:g}) for {where} is outside the {width}x{height} frame; "
-                            f"use pixel coordinates of the source frames"
+                            f"point ({x:g}, {y:g}) for {where} is outside the {width}x{height} frame; {rule}"
                         )
                 if p.box is not None:
                     x0, y0, x1, y1 = p.box
-                    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
-                        raise PromptError(
-                            f"box {p.box} for {where} is outside the {width}x{height} frame; "
-                            f"use pixel coordinates of the source frames"
-                        )
+                    if not (inside(x0, y0, width, height) and inside(x1, y1, width, height)):
+                        box = ", ".join(f"{v:g}" for v in p.box)
+                        raise PromptError(f"box ({box}) for {where} is outside the {width}x{height} frame; {rule}")
                 if p.mask is None and p.box is None and 1 not in p.labels:
                     raise PromptError(f"{where} has only negative points; add a positive point or a box")
+
+    # ---- use -------------------------------------------------------------------------------
+    def add_to(self, tracker, frame_offset: int = 0):
+        """Hand every prompt to `tracker` (its add_points / add_box / add_mask), in the
+        order they were added, with `frame_offset` added to the frame numbers."""
+        for obj_id, per_frame in self.by_object.items():
+            for frame, p in per_frame.items():
+                at = {"frame": frame + frame_offset, "obj_id": obj_id}
+                if p.mask is not None:
+                    tracker.add_mask(**at, mask=p.mask)
+                elif p.box is not None and p.points:
+                    tracker.add_box(**at, box=p.box, points=list(p.points), labels=list(p.labels))
+                elif p.box is not None:
+                    tracker.add_box(**at, box=p.box)
+                else:
+                    tracker.add_points(**at, points=list(p.points), labels=list(p.labels))
 
     def model_inputs(self, prompt: FramePrompt, height: int, width: int, image_size: int):
         """-> (points [N, 2] in model pixels, labels [N]) or (None, None, mask [S, S])."""
@@ -133,3 +188,24 @@ class PromptSet:
         # The same float32 arithmetic as SAM 2's predictor: normalise, then scale.
         points = torch.tensor(pts, dtype=torch.float32) / torch.tensor([width, height]) * image_size
         return points, torch.tensor(labels, dtype=torch.int32), None
+
+
+def read_mask(path) -> np.ndarray:
+    """A mask image file (white object on black; or its alpha channel, if it has one
+    that varies) -> bool [H, W]. Its size and emptiness are checked by `PromptSet`."""
+    from PIL import Image
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise PromptError(f"mask file {str(path)!r} does not exist: give a PNG with white object on black")
+    try:
+        with Image.open(p) as im:
+            if im.mode in ("RGBA", "LA"):
+                a = np.asarray(im.getchannel("A"))
+                if a.min() == a.max():  # no alpha information: use the luminance
+                    a = np.asarray(im.convert("L"))
+            else:
+                a = np.asarray(im.convert("L"))
+    except Exception as e:
+        raise PromptError(f"cannot read mask {str(path)!r} ({e}): give a PNG with white object on black") from None
+    return a > 127 if a.max() > 1 else a > 0

@@ -5,7 +5,7 @@ Everything here follows the SAM2Long paper (Ding et al., 2024) and our spec
 plus ln(predicted IoU + 1e-5), the best P survive a stable sort, and when every
 pathway is unsure whether the object is visible, survivors are picked for
 diversity of their (signed, rounded) predicted IoU, then filled up from parents
-not yet represented. No tensors: these rules are unit-tested with scripted numbers.
+not yet represented. Numbers in, numbers out: these rules are unit-tested with scripted numbers.
 """
 
 from __future__ import annotations
@@ -13,13 +13,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
+
 LOG_EPS = 1e-5
 PROMPT_SCORE = 10.0  # object score given to prompt (conditioning) memories for modulation
 
 
 @dataclass(frozen=True)
 class TreeConfig:
-    """Knobs of the memory tree. Defaults are the paper's (P=3, dIoU=0.3, dconf=2)."""
+    """Knobs of the memory tree. Defaults are the paper's (P=3, dIoU=0.3, dconf=2); the
+    command line and the ComfyUI node read theirs from here (``TreeConfig.pathways``...)."""
 
     pathways: int = 3  # P: memory banks kept per object
     iou_threshold: float = 0.3  # dIoU: a frame enters memory only if predicted IoU > this ...
@@ -107,11 +110,11 @@ def select_candidates(
 
 def rank_weights(scores: list[float], low: float, high: float) -> list[float]:
     """Evenly spaced weights in [low, high], the k-th smallest score getting the
-    k-th smallest weight (ties keep list order). A single score gets `low`."""
+    k-th smallest weight (ties keep list order). A single score gets `low`.
+    The steps are float32 `torch.linspace`'s, bit for bit: the weights multiply
+    float32 keys, and a value computed in float64 then rounded can be one ulp off."""
     n = len(scores)
-    if n == 1:
-        return [low]
-    steps = [low + (high - low) * k / (n - 1) for k in range(n)]
+    steps = torch.linspace(low, high, n, dtype=torch.float32).tolist()
     order = sorted(range(n), key=lambda i: scores[i])
     weights = [0.0] * n
     for rank, i in enumerate(order):

@@ -18,18 +18,40 @@ def temp_path(final: Path) -> Path:
     return final.with_name(f".{final.name}.{os.getpid()}.tmp")
 
 
+MATTE_FORMATS = ("png", "png16", "exr", "tif16")
+_EXTENSIONS = {"png": "png", "png16": "png", "exr": "exr", "tif16": "tif"}
+
+
+def check_matte_format(fmt: str) -> None:
+    """A ValueError naming the fix unless `fmt` is a matte format this install can write."""
+    if fmt not in MATTE_FORMATS:
+        raise ValueError(f"unknown matte format {fmt!r}: give one of {', '.join(MATTE_FORMATS)}")
+    if fmt != "png":
+        try:
+            import OpenImageIO  # noqa: F401
+        except ImportError:
+            raise ValueError(f"matte format {fmt!r} needs OpenImageIO: pip install openimageio "
+                             f"(or write 8-bit png mattes)") from None
+
+
 class MatteWriter:
-    """One matte file per (object, frame): `root/<object id>/<prefix>.<frame, padded>.png`
-    (`<frame, padded>.png` without a prefix). The object id `None` stands for a single
+    """One matte file per (object, frame): `root/<object id>/<prefix>.<frame, padded>.<ext>`
+    (`<frame, padded>.<ext>` without a prefix). The object id `None` stands for a single
     sequence (e.g. the union of objects) written in `root` itself.
 
-    Masks are bool [H, W] (written 0 / 255) or uint8 [H, W]. `in_flight` is the
-    temporary file being written, removed by `cleanup()` after an interruption."""
+    `fmt` is one of MATTE_FORMATS: "png" (8-bit grey, written with Pillow), "png16"
+    and "tif16" (16-bit grey), "exr" (one half-float channel named "A", which Nuke
+    reads as alpha); the last three need OpenImageIO. A matte is bool [H, W] (hard:
+    0 or full scale), float [H, W] in 0..1 (soft, e.g. a probability) or uint8
+    [H, W] (0..255). `in_flight` is the temporary file being written, removed by
+    `cleanup()` after an interruption."""
 
-    def __init__(self, root: Path, obj_ids, padding: int = 5, prefix: str = ""):
+    def __init__(self, root: Path, obj_ids, padding: int = 5, fmt: str = "png", prefix: str = ""):
+        check_matte_format(fmt)
         self.root = Path(root)
         self.obj_ids = list(obj_ids)
         self.padding = int(padding)
+        self.fmt = fmt
         self.prefix = str(prefix)
         self.in_flight: Path | None = None
         self.written = 0
@@ -41,29 +63,71 @@ class MatteWriter:
 
     def path(self, obj, frame: int) -> Path:
         number = f"{frame:0{self.padding}d}"
-        return self._folder(obj) / (f"{self.prefix}.{number}.png" if self.prefix else f"{number}.png")
+        name = f"{self.prefix}.{number}" if self.prefix else number
+        return self._folder(obj) / f"{name}.{_EXTENSIONS[self.fmt]}"
 
-    def write(self, obj: int, frame: int, mask) -> Path:
-        from PIL import Image
-
-        m = np.asarray(mask)
-        if m.dtype == bool:
-            m = m.astype(np.uint8) * 255
+    def write(self, obj: int, frame: int, matte) -> Path:
+        m = np.asarray(matte)
+        if m.ndim != 2:
+            raise ValueError(f"a matte is [H, W], got shape {m.shape}")
+        if m.dtype == np.uint8:
+            m = m.astype(np.float32) / 255.0
         final = self.path(obj, frame)
         tmp = temp_path(final)
         self.in_flight = tmp
-        Image.fromarray(np.ascontiguousarray(m, np.uint8), mode="L").save(tmp, format="PNG", compress_level=3)
+        values = np.clip(m.astype(np.float32), 0.0, 1.0)
+        if self.fmt == "png":
+            from PIL import Image
+
+            img = Image.fromarray(np.floor(values * 255.0 + 0.5).astype(np.uint8), mode="L")
+            img.save(tmp, format="PNG", compress_level=3)
+        else:
+            self._write_oiio(final, tmp, values)
         os.replace(tmp, final)
         self.in_flight = None
         self.written += 1
         return final
 
-    def read(self, obj: int, frame: int) -> np.ndarray:
-        """The written matte back as bool [H, W]."""
-        from PIL import Image
+    def _write_oiio(self, final: Path, tmp: Path, values: np.ndarray) -> None:
+        import OpenImageIO as oiio
 
-        with Image.open(self.path(obj, frame)) as im:
-            return np.asarray(im) > 127
+        h, w = values.shape
+        if self.fmt == "exr":
+            spec = oiio.ImageSpec(w, h, 1, "half")
+            spec.channelnames = ("A",)
+            spec.attribute("compression", "zip")
+            pixels = values.astype(np.float16)
+        else:
+            spec = oiio.ImageSpec(w, h, 1, "uint16")
+            spec.channelnames = ("Y",)
+            if self.fmt == "tif16":
+                spec.attribute("compression", "zip")
+            pixels = np.floor(values * 65535.0 + 0.5).astype(np.uint16)
+        out = oiio.ImageOutput.create(str(final))  # the plugin follows the final name, not the temp one
+        if out is None or not out.open(str(tmp), spec) or not out.write_image(pixels[..., None]):
+            error = out.geterror() if out is not None else oiio.geterror()
+            if out is not None:
+                out.close()
+            raise OSError(f"cannot write matte {str(final)!r}: {error}")
+        out.close()
+
+    def read(self, obj: int, frame: int, soft: bool = False) -> np.ndarray:
+        """The written matte back: bool [H, W] (above half), or float32 0..1 with `soft`."""
+        f = self.path(obj, frame)
+        if self.fmt == "png":
+            from PIL import Image
+
+            with Image.open(f) as im:
+                values = np.asarray(im, np.float32) / 255.0
+        else:
+            import OpenImageIO as oiio
+
+            inp = oiio.ImageInput.open(str(f))
+            if inp is None:
+                raise OSError(f"cannot read matte {str(f)!r}: {oiio.geterror()}")
+            values = inp.read_image(oiio.FLOAT)[..., 0]
+            inp.close()
+        return values if soft else values > 0.5
 
     def cleanup(self) -> None:
         if self.in_flight is not None:

@@ -29,12 +29,14 @@ fi
 pip_install "setuptools>=64" wheel
 SAM2_BUILD_CUDA=0 pip_install --no-deps --no-build-isolation "sam2>=1.1.0"
 
-# Everything else in requirements.txt (torch and sam2 are handled above), pytest.
+# Everything else in requirements.txt (torch and sam2 are handled above), pytest, and
+# Ray for the tests of `sam2long batch --engine ray` (the optional extra sam2long[ray];
+# it pulls no torch or CUDA).
 reqs="$(mktemp)"
 trap 'rm -f "$reqs"' EXIT
 grep -v -E '^[[:space:]]*(torch|sam2)([<>=!~ ;]|$)' requirements.txt > "$reqs"
-pip_install -r "$reqs" "pytest>=7"
+pip_install -r "$reqs" "pytest>=7" "ray>=2.60"
 
 # sam2long itself, editable (the `sam2long` command comes with it).
 pip_install --no-deps --no-build-isolation -e .
-"$PY" -c "import sam2, sam2long, torch; print('== ready: sam2long', sam2long.__version__, '| torch', torch.__version__)"
+"$PY" -c "import sam2, sam2long, torch, OpenImageIO; print('== ready: sam2long', sam2long.__version__, '| torch', torch.__version__)"

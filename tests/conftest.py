@@ -59,3 +59,25 @@ def clip():
 def micro_model():
     """The smallest input the Hiera backbone takes (64 px): for long or many runs."""
     return LoadedModel.from_net(small_net(image_size=64), "sam2.1_hiera_tiny", device="cpu")
+
+
+def write_mp4(path, frames, rate=24):
+    """Encode [h, w, 3] uint8 frames as H.264 (what a user's plate usually is)."""
+    import av
+
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=rate)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for f in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def save_checkpoint(net, path):
+    """A checkpoint file laid out like Meta's (.pt with a "model" state dict)."""
+    torch.save({"model": net.state_dict()}, path)
+    return path

@@ -42,7 +42,7 @@ class ScriptedCore:
             return ()
         return self.table[int(plan.spatial[-1][0].flatten()[0])]
 
-    def track(self, ff, plans):
+    def track(self, ff, plans, shot_length=None):
         t = self.frame_of(ff)
         self.track_calls.append((t, len(plans)))
         self.plans.append((t, plans))

@@ -108,3 +108,20 @@ def test_memory_layout_of_a_padded_weighted_batch(micro_model):
     with torch.inference_mode():
         *_, weight, valid = core._assemble([plain])
     assert weight is None and valid is None
+
+
+def test_default_cpu_kernel_is_the_pinned_one():
+    # The equivalence tests pin SDPA to the flash kernel around both SAM 2 and us;
+    # that is what torch picks by default on CPU, with and without a key mask.
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    module = small_net(image_size=64).memory_attention
+    curr, curr_pos, mem, pos = inputs(2, 2, 8)
+    valid = torch.ones(2, mem.shape[1], dtype=torch.bool)
+    valid[1, HW : 2 * HW] = False
+    with torch.inference_mode():
+        default = [memory_attention(module, curr, curr_pos, mem, pos, 8, key_valid=v) for v in (None, valid)]
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            pinned = [memory_attention(module, curr, curr_pos, mem, pos, 8, key_valid=v) for v in (None, valid)]
+    for a, b in zip(default, pinned):
+        assert torch.equal(a, b)

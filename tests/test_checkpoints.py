@@ -1,4 +1,4 @@
-"""Tests for sam2long.checkpoints: names, folder search, cache and downloads.
+"""Tests for sam2long.catalog and sam2long.checkpoints: names, folder search, cache and downloads.
 
 Downloads are served by a fake opener or by an http.server bound to 127.0.0.1;
 nothing leaves this machine.
@@ -18,15 +18,13 @@ import pytest
 import torch
 
 from sam2long import checkpoints
+from sam2long.catalog import CHECKPOINT_URLS, checkpoint_url, variant_from_name
 from sam2long.checkpoints import (
-    CHECKPOINT_URLS,
     KNOWN_SHA256,
     cache_dir,
-    checkpoint_url,
     download_checkpoint,
     find_local_checkpoint,
     resolve_checkpoint,
-    variant_from_name,
 )
 from sam2long.errors import CheckpointError
 from sam2long.loading import load_model

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import save_checkpoint, write_mp4
 from PIL import Image
 
 from sam2long import cli
@@ -34,18 +35,7 @@ def clip_frame(i):
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    import av
-
-    path = tmp_path_factory.mktemp("clip") / "shot.mp4"
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=24)
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        for i in range(N):
-            for p in s.encode(av.VideoFrame.from_ndarray(clip_frame(i), format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
+    return write_mp4(tmp_path_factory.mktemp("clip") / "shot.mp4", [clip_frame(i) for i in range(N)])
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +57,7 @@ def net():
 
 @pytest.fixture(scope="module")
 def checkpoint(net, tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt") / "random_tiny.pt"
-    torch.save({"model": net.state_dict()}, path)
-    return path
+    return save_checkpoint(net, tmp_path_factory.mktemp("ckpt") / "random_tiny.pt")
 
 
 @pytest.fixture
@@ -97,6 +85,14 @@ def pngs(d: Path):
     return sorted(p.relative_to(d).as_posix() for p in d.rglob("*.png"))
 
 
+def mask_file(path: Path) -> tuple[np.ndarray, Path]:
+    """A mask prompt on the red block of frame 2, saved as a PNG."""
+    mask = np.zeros((H, W), np.uint8)
+    mask[15:35, 22:40] = 255
+    Image.fromarray(mask).save(path)
+    return mask, path
+
+
 def leftovers(d: Path):
     return [p.name for p in d.rglob("*") if p.name.endswith(".tmp")]
 
@@ -110,33 +106,39 @@ def test_help_documents_prompt_order(capsys):
     assert "FOLLOW" in out and "--object 2 --frame 40" in out
 
 
-def test_frame_and_object_apply_to_following_prompts():
+def test_frame_and_object_apply_to_following_prompts(tmp_path):
+    mask, _ = mask_file(tmp_path / "m.png")
     args = cli.build_parser().parse_args(
         ["track", "v.mp4", "--checkpoint", "c", "--out", "o",
          "--point", "5,6", "--box", "1,2,30,40",
          "--object", "2", "--frame", "4", "--point", "7,8,0", "--point", "9,9",
-         "--frame", "6", "--mask", "m.png"])
-    groups = cli.group_prompts(args.events)
-    assert set(groups) == {(0, 1), (4, 2), (6, 2)}
-    assert groups[(0, 1)]["points"] == [(5.0, 6.0)] and groups[(0, 1)]["box"] == (1.0, 2.0, 30.0, 40.0)
-    assert groups[(4, 2)]["points"] == [(7.0, 8.0), (9.0, 9.0)] and groups[(4, 2)]["labels"] == [0, 1]
-    assert groups[(6, 2)]["mask"] == "m.png"
+         "--frame", "6", "--mask", str(tmp_path / "m.png")])
+    prompts = cli.prompts_from_events(args.events)  # the library's PromptSet
+    assert {(f, o) for o, per in prompts.by_object.items() for f in per} == {(0, 1), (4, 2), (6, 2)}
+    p = prompts.get(0, 1)
+    assert p.points == [(5.0, 6.0)] and p.box == (1.0, 2.0, 30.0, 40.0)
+    p = prompts.get(4, 2)
+    assert p.points == [(7.0, 8.0), (9.0, 9.0)] and p.labels == [0, 1]
+    p = prompts.get(6, 2)
+    assert np.array_equal(p.mask, mask > 0) and p.points == [] and p.mask_name.endswith("m.png")
     # a second parse starts from a clean slate
     again = cli.build_parser().parse_args(["track", "v.mp4", "--checkpoint", "c", "--out", "o", "--point", "1,1"])
-    assert cli.group_prompts(again.events) == {(0, 1): {"points": [(1.0, 1.0)], "labels": [1], "box": None,
-                                                         "mask": None}}
+    again = cli.prompts_from_events(again.events)
+    assert list(again.by_object) == [1] and again.get(0, 1).points == [(1.0, 1.0)] and again.get(0, 1).labels == [1]
 
 
 @pytest.mark.parametrize(
     "extra,message",
     [
         (["--point", "500,10"], "outside the 72x56 frame"),
-        (["--frame", "99", "--point", "5,5"], "frames 0..4"),
+        (["--frame", "99", "--point", "5,5"], "frame 99 is not in this shot: its frames are 0-4"),
         (["--box", "5,5,100,20"], "outside"),
         ([], "no prompts"),
         (["--point", "5,5", "--start", "3"], "outside the tracked range"),
         (["--point", "5,5", "--end", "40"], "--end"),
         (["--point", "5,5", "--box", "1,1,9,9", "--box", "2,2,8,8"], "two --box"),
+        (["--point", "72.5,5"], "0 <= x <= 72"),  # both frame edges are inside, beyond is not
+        (["--box", "0,0,72,56.5"], "outside the 72x56 frame"),
     ],
 )
 def test_bad_prompts_exit_2_before_writing(clip, tmp_path, capsys, extra, message, in_memory_model):
@@ -170,6 +172,81 @@ def test_missing_video_and_bad_mask(clip, tmp_path, capsys, in_memory_model):
     assert rc == 2 and "does not exist" in err
 
 
+def test_mask_stands_alone(clip, tmp_path, capsys, in_memory_model):
+    _, mpath = mask_file(tmp_path / "m.png")
+    empty = tmp_path / "empty.png"
+    Image.fromarray(np.zeros((H, W), np.uint8)).save(empty)
+    out = tmp_path / "out"
+    for extra, message in [(["--mask", mpath, "--point", "5,5"], "a mask prompt stands alone"),
+                           (["--point", "5,5", "--mask", mpath], "a mask prompt stands alone"),
+                           (["--mask", mpath, "--mask", mpath], "two --mask"),
+                           (["--mask", empty], "is empty")]:
+        rc, _, err = run(["track", clip, "--checkpoint", "x", "--out", out, *extra], capsys)
+        assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert "empty.png" in err  # the mask's file is named
+    assert not out.exists() and in_memory_model == []
+
+
+def test_edge_coordinates_are_inside(clip, tmp_path, capsys, in_memory_model):
+    # SAM 2 scales points by x / W, y / H: the far edges (x = W, y = H) are valid positions.
+    out = tmp_path / "out"
+    rc, _, err = run(["track", clip, "--checkpoint", "x", "--out", out, "--quiet", "--no-preview",
+                      "--point", "72,56", "--box", "0,0,72,56", "--end", "1"], capsys)
+    assert rc == 0, err
+    assert pngs(out) == ["1/00000.png", "1/00001.png"]
+
+
+def test_max_lag_zero_refused_by_the_parser(capsys):
+    rc, _, err = run(["track", "v.mp4", "--checkpoint", "x", "--out", "o", "--point", "1,1", "--max-lag", "0"],
+                     capsys)
+    assert rc == 2 and "--max-lag" in err and "1 or more" in err and "leave --max-lag out" in err
+    assert len(err.strip().splitlines()) == 1
+    args = cli.build_parser().parse_args(["track", "v.mp4", "--checkpoint", "x", "--out", "o", "--max-lag", "1"])
+    assert args.max_lag == 1
+
+
+def test_help_says_one_pathway_is_not_plain_sam2(capsys):
+    rc, out, _ = run(["track", "--help"], capsys)
+    assert rc == 0
+    flat = " ".join(out.split())
+    assert "memory selection and key modulation (plain SAM 2 is --sam2)" in flat
+    assert "single greedy history" not in flat
+
+
+def test_tree_defaults_are_the_library_defaults():
+    from sam2long.tree import TreeConfig
+
+    args = cli.build_parser().parse_args(["track", "v.mp4", "--checkpoint", "x", "--out", "o"])
+    paper = TreeConfig()
+    assert (args.pathways, args.iou_threshold, args.uncertainty) == (
+        paper.pathways, paper.iou_threshold, paper.uncertainty)
+
+
+@pytest.mark.parametrize("device", ["cuda", "mps"])
+def test_absent_device_exit_2(clip, tmp_path, capsys, in_memory_model, monkeypatch, device):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    out = tmp_path / "out"
+    rc, _, err = run(["track", clip, "--checkpoint", "x", "--out", out, "--point", "5,5", "--device", device],
+                     capsys)
+    assert rc == 2, err
+    assert f"--device {device}" in err and "--device cpu" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists() and in_memory_model == []
+
+
+def test_run_track_with_a_loaded_model(net, clip, tmp_path, capsys):
+    """The seam for callers that load once and track many shots: no checkpoint is read."""
+    from sam2long.model import LoadedModel
+
+    model = LoadedModel.from_net(net, "sam2.1_hiera_tiny", device="cpu")
+    out = tmp_path / "out"
+    args = cli.build_parser().parse_args(["track", str(clip), "--checkpoint", str(tmp_path / "absent.pt"),
+                                          "--out", str(out), "--quiet", "--no-preview", "--point", "20,25"])
+    assert cli.run_track(args, model=model) == 0, capsys.readouterr().err
+    assert pngs(out) == [f"1/{f:05d}.png" for f in range(N)]
+
+
 def test_missing_checkpoint_exit_2(clip, tmp_path, capsys):
     out = tmp_path / "out"
     rc, _, err = run(["track", clip, "--checkpoint", tmp_path / "missing.pt", "--out", out, "--point", "5,5"],
@@ -187,15 +264,15 @@ def test_demo_clip_and_prompt():
         assert 0 <= x < src.width and 0 <= y < src.height
     args = cli.demo_args(cli.build_parser().parse_args(["demo"]))
     assert args.checkpoint == "sam2.1_hiera_tiny" and args.out == "sam2long_demo"
-    assert cli.group_prompts(args.events)[(0, 1)]["labels"] == [1, 1]
+    assert cli.prompts_from_events(args.events).get(0, 1).labels == [1, 1]
 
 
 # --- end to end -----------------------------------------------------------------------
 
 
-def check_outputs(out: Path, objects, frames):
+def check_outputs(out: Path, objects, frames, padding=5):
     names = pngs(out)
-    assert names == sorted(f"{o}/{f:05d}.png" for o in objects for f in frames)
+    assert names == sorted(f"{o}/{f:0{padding}d}.png" for o in objects for f in frames)
     for name in names:
         a = np.asarray(Image.open(out / name))
         assert a.shape == (H, W) and a.dtype == np.uint8
@@ -226,18 +303,16 @@ def test_two_objects_late_start_get_empty_masks(folder, tmp_path, capsys, in_mem
     out = tmp_path / "out"
     rc, _, err = run(["track", folder, "--checkpoint", "random", "--out", out, "--quiet", "--pathways", "2",
                       "--box", "8,12,32,38",
-                      "--object", "2", "--frame", "2", "--point", "30,45"], capsys)
+                      "--object", "2", "--frame", "1003", "--point", "30,45"], capsys)
     assert rc == 0, err
-    check_outputs(out, [1, 2], range(N))
-    for f in range(2):  # object 2 starts on frame 2
-        assert not np.asarray(Image.open(out / "2" / f"{f:05d}.png")).any()
+    # a numbered sequence keeps its frame numbers and padding: shot.1001.png -> 1/1001.png
+    check_outputs(out, [1, 2], range(1001, 1001 + N), padding=4)
+    for f in (1001, 1002):  # object 2 starts on frame 1003
+        assert not np.asarray(Image.open(out / "2" / f"{f}.png")).any()
 
 
 def test_both_directions_and_mask_prompt(clip, tmp_path, capsys, in_memory_model):
-    mask = np.zeros((H, W), np.uint8)
-    mask[15:35, 22:40] = 255
-    mpath = tmp_path / "m.png"
-    Image.fromarray(mask).save(mpath)
+    mask, mpath = mask_file(tmp_path / "m.png")
     out = tmp_path / "out"
     rc, stdout, err = run(["track", clip, "--checkpoint", "random", "--out", out, "--both", "--json",
                            "--frame", "2", "--mask", mpath, "--start", "1", "--end", "4"], capsys)

@@ -1,6 +1,8 @@
 """The engine on a real (random-weight) SAM 2.1 network: batching, chunks, both
 directions, bounded state, prompts and outputs."""
 
+import pickle
+
 import pytest
 import torch
 
@@ -80,7 +82,9 @@ def test_padding_is_exercised(micro_model, clip, monkeypatch):
 def test_chunked_and_resumed_equals_uninterrupted(micro_model, clip, tree):
     prompt = [("add_points", 0, 1, [(30, 20)], [1])]
     whole, _ = track(micro_model, clip, prompt, tree)
-    first, tracker = track(micro_model, clip[:12], prompt, tree)
+    # The first chunk is shorter than 16 frames: it needs the shot's length for SAM 2's
+    # pointer positions (min(T, 16) - 1); later chunks inherit it from the state.
+    first, tracker = track(micro_model, clip[:12], prompt, tree, shot_length=len(clip))
     state = tracker.state()
     resumed = Tracker.resume(micro_model, state)
     second, _ = track(micro_model, clip[12:], [], tracker=resumed, first_index=12)
@@ -92,6 +96,10 @@ def test_chunked_and_resumed_equals_uninterrupted(micro_model, clip, tree):
     # The state handed over was not changed by resuming from it.
     again, _ = track(micro_model, clip[12:], [], tracker=Tracker.resume(micro_model, state), first_index=12)
     assert_results_equal(again, second, range(12, len(clip)), exact=True)
+    # A pickled state (ComfyUI may cache it) resumes exactly as well.
+    unpickled = pickle.loads(pickle.dumps(state))
+    thawed, _ = track(micro_model, clip[12:], [], tracker=Tracker.resume(micro_model, unpickled), first_index=12)
+    assert_results_equal(thawed, second, range(12, len(clip)), exact=True)
 
 
 def test_both_directions_from_a_key_frame(micro_model, clip):
@@ -152,7 +160,7 @@ def test_prompt_errors_name_the_problem(micro_model, clip):
 
     fails(("add_points", 0, 1, [(200, 20)], [1]), r"outside the 96x72 frame")
     fails(("add_box", 0, 1, (0, 0, 97, 10)), r"outside the 96x72 frame")
-    fails(("add_points", 99, 1, [(20, 20)], [1]), r"frame 99 does not exist")
+    fails(("add_points", 99, 1, [(20, 20)], [1]), r"frame 99 is not in this shot: its frames are 0-23")
     fails(("add_mask", 0, 1, torch.ones(10, 10)), r"is 10x10 but the frames are 96x72")
     fails(("add_points", 0, 1, [(20, 20)], [0]), r"only negative points")
 

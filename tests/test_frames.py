@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from sam2long.errors import FrameError
-from sam2long.frames import ImageFolderFrames, VideoFrames, open_frames
+from sam2long.frames import VideoFrames, open_frames
+from sam2long.plates import PlateFrames
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 
@@ -114,33 +115,37 @@ def write_folder(folder, names, size=(40, 30)):
     return folder
 
 
-def test_folder_natural_sort(tmp_path):
-    names = ["shot_10.png", "shot_2.png", "shot_1.png", "shot_100.png", "shot_9.png"]
+def test_folder_is_numbered_by_its_file_names(tmp_path):
+    names = ["shot_10.png", "shot_8.png", "shot_11.png", "shot_12.png", "shot_9.png"]
     folder = write_folder(tmp_path / "f", names)
     (folder / "notes.txt").write_text("not a frame")
     (folder / ".hidden.png").write_bytes(b"junk")
     src = open_frames(folder)
-    assert isinstance(src, ImageFolderFrames)
-    assert [f.name for f in src.files] == ["shot_1.png", "shot_2.png", "shot_9.png", "shot_10.png", "shot_100.png"]
-    assert (src.width, src.height, len(src)) == (40, 30, 5)
-    got = collect(src, range(4, -1, -1))
-    # written value k*20 for names[k]; frame 0 is shot_1 (k=2), frame 4 is shot_100 (k=3)
-    assert [int(got[i][0, 0, 0]) for i in range(5)] == [40, 20, 80, 0, 60]
-    assert got[0].shape == (30, 40, 3) and got[0].dtype == np.uint8
+    assert isinstance(src, PlateFrames)
+    assert [f.name for f in src.files] == ["shot_8.png", "shot_9.png", "shot_10.png", "shot_11.png", "shot_12.png"]
+    assert (src.width, src.height, len(src), src.first_index, src.padding) == (40, 30, 5, 8, 1)
+    got = collect(src, range(12, 7, -1))
+    # written value k*20 for names[k]: frame 8 is names[1], frame 12 is names[3]
+    assert [int(got[i][0, 0, 0]) for i in range(8, 13)] == [20, 80, 0, 40, 60]
+    assert got[8].shape == (30, 40, 3) and got[8].dtype == np.uint8
 
 
-def test_folder_mixed_formats_and_modes(tmp_path):
+def test_folder_formats_and_modes(tmp_path):
     from PIL import Image
 
-    folder = tmp_path / "f"
-    folder.mkdir()
-    Image.fromarray(np.full((8, 8, 3), 50, np.uint8)).save(folder / "0001.jpg")
-    Image.fromarray(np.full((8, 8), 100, np.uint8), "L").save(folder / "0002.png")
-    Image.fromarray(np.full((8, 8, 4), 150, np.uint8), "RGBA").save(folder / "0003.webp", lossless=True)
-    src = open_frames(folder)
-    got = collect(src, range(3))
-    assert [tuple(got[i].shape) for i in range(3)] == [(8, 8, 3)] * 3
-    assert abs(int(got[1][0, 0, 0]) - 100) <= 1 and abs(int(got[2][0, 0, 0]) - 150) <= 1
+    for ext, kw in ((".jpg", {}), (".png", {}), (".webp", {"lossless": True})):
+        folder = tmp_path / ext[1:]
+        folder.mkdir()
+        Image.fromarray(np.full((8, 8, 3), 50, np.uint8)).save(folder / f"0001{ext}", **kw)
+        Image.fromarray(np.full((8, 8), 100, np.uint8), "L").save(folder / f"0002{ext}", **kw)
+        if ext != ".jpg":
+            Image.fromarray(np.full((8, 8, 4), 150, np.uint8), "RGBA").save(folder / f"0003{ext}", **kw)
+        src = open_frames(folder)
+        got = collect(src, range(1, 1 + len(src)))
+        assert all(tuple(f.shape) == (8, 8, 3) for f in got.values())
+        assert abs(int(got[1][0, 0, 0]) - 50) <= 1 and abs(int(got[2][0, 0, 0]) - 100) <= 1
+        if ext != ".jpg":
+            assert abs(int(got[3][0, 0, 0]) - 150) <= 1
 
 
 def test_folder_size_mismatch_names_the_file(tmp_path):

@@ -269,7 +269,7 @@ def test_track_prompt_on_batch_frame_outside(comfy, handle):
 
 
 def test_normalized_coordinates(comfy, handle):
-    from nodes.track import apply_prompts
+    from nodes.prompts import apply_prompts
 
     calls = []
 
@@ -291,6 +291,21 @@ def test_normalized_coordinates(comfy, handle):
     assert calls[0] == ("points", {"frame": 11, "obj_id": 0, "points": [(32.0, 12.0)], "labels": [1]})
     kind, kw = calls[1]
     assert kind == "mask" and kw["frame"] == 10 and kw["mask"].shape == (48, 64)  # resized to source
+
+
+def test_chain_checked_by_the_library_validator(comfy):
+    from nodes.prompts import PromptChain, apply_prompts
+
+    class Refuse:
+        def __getattr__(self, name):
+            raise AssertionError("nothing reaches the tracker before every prompt is checked")
+
+    p = _prompt(comfy, positive_coords='[{"x": 64, "y": 48}]')  # the frame's far corner: inside
+    p = _prompt(comfy, prompts=p, object_id=1, positive_coords='[{"x": 70, "y": 5}]')
+    assert isinstance(p, PromptChain)
+    with pytest.raises(ValueError, match=r"SAM2Long: point \(70, 5\) for object 1 on frame 0 is outside the "
+                                         r"64x48 frame"):
+        apply_prompts(Refuse(), p, first_index=0, num_frames=4, height=48, width=64)
 
 
 def test_track_to_mask_selection(comfy, handle):
@@ -346,25 +361,27 @@ def _chunked(comfy, handle, imgs, p, cut):
 
 
 def test_chunk_continuation_matches_unchunked(comfy, handle):
-    imgs = _frames(n=8)
+    # A first chunk of 16 frames or more: shorter, it is tracked as a shot of its own length
+    # (SAM 2 positions object pointers by min(shot length, 16) - 1), which the full run is not.
+    imgs = _frames(n=18)
     p = _prompt(comfy)
     (full, mfull, _), _ = run(comfy, "SAM2LongTrack", model=handle, images=imgs, prompts=p, pathways=1)
-    (t1, m1, s1), _ = run(comfy, "SAM2LongTrack", model=handle, images=imgs[:4], prompts=p, pathways=1)
-    (t2, m2, s2), _ = run(comfy, "SAM2LongTrack", model=handle, images=imgs[4:], state=s1)
-    assert m2.shape == (4, 48, 64) and t2.first_index == 4 and s2.next_index == 8
+    (t1, m1, s1), _ = run(comfy, "SAM2LongTrack", model=handle, images=imgs[:16], prompts=p, pathways=1)
+    (t2, m2, s2), _ = run(comfy, "SAM2LongTrack", model=handle, images=imgs[16:], state=s1)
+    assert m2.shape == (2, 48, 64) and t2.first_index == 16 and s2.next_index == 18
     # with one pathway the tree commits every frame: chunked == unchunked everywhere
     assert torch.equal(torch.cat([m1, m2]), mfull)
 
 
 def test_chunk_continuation_multipath_after_boundary(comfy, handle):
-    imgs = _frames(n=8)
+    imgs = _frames(n=18)  # a first chunk of 16 frames, as above
     p = _prompt(comfy)
     (full, mfull, _), _ = run(comfy, "SAM2LongTrack", model=handle, images=imgs, prompts=p)
-    (t1, m1, s1), (t2, m2, s2) = _chunked(comfy, handle, imgs, p, 4)
+    (t1, m1, s1), (t2, m2, s2) = _chunked(comfy, handle, imgs, p, 16)
     # frames after the boundary continue from the exact state
-    (again, m2b, _), _ = run(comfy, "SAM2LongTrack", model=handle, images=imgs[4:], state=s1)
+    (again, m2b, _), _ = run(comfy, "SAM2LongTrack", model=handle, images=imgs[16:], state=s1)
     assert torch.equal(m2, m2b)  # the cached input state was not consumed or mutated
-    assert torch.equal(m2, mfull[4:])
+    assert torch.equal(m2, mfull[16:])
 
 
 def test_chunk_state_rules(comfy, handle):

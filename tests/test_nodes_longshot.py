@@ -80,7 +80,9 @@ def _count_decodes(monkeypatch):
     from sam2long import frames as fr
 
     asked = []
-    for cls in (fr.VideoFrames, fr.ImageFolderFrames):
+    from sam2long.plates import PlateFrames
+
+    for cls in (fr.VideoFrames, PlateFrames):
         orig = cls.frames
 
         def spy(self, indices, _orig=orig):
@@ -395,6 +397,28 @@ def test_save_mattes_numbering_and_layouts(comfy, two_objects):
     with pytest.raises(ValueError, match="not in this track"):
         run(comfy, "SAM2LongSaveMattes", track=memory, folder="shots/bad", object_ids="2")
     assert not os.path.exists(os.path.join(out, "shots", "bad"))
+
+
+@pytest.mark.parametrize("fmt", ["exr", "png16", "tif16"])
+def test_save_mattes_plate_formats(comfy, two_objects, fmt):
+    """The save node writes the command line's formats through the same writer."""
+    oiio = pytest.importorskip("OpenImageIO")
+    _, _, memory = two_objects
+    (folder,), _ = run(comfy, "SAM2LongSaveMattes", track=memory, folder=f"shots/{fmt}", object_ids="4",
+                       format=fmt)
+    ext = {"exr": "exr", "png16": "png", "tif16": "tif"}[fmt]
+    names = _files(os.path.join(folder, "4"))
+    assert names == [f"matte.{n:04d}.{ext}" for n in range(5)]  # an IMAGE batch numbers from 0
+    inp = oiio.ImageInput.open(os.path.join(folder, "4", names[1]))
+    spec = inp.spec()
+    values = inp.read_image(oiio.FLOAT)
+    inp.close()
+    assert (spec.width, spec.height, spec.nchannels) == (W, H, 1)
+    assert spec.format == (oiio.HALF if fmt == "exr" else oiio.UINT16)
+    if fmt == "exr":
+        assert spec.channelnames == ("A",)
+    assert np.array_equal(values[..., 0] > 0.5, memory.object_masks(4)[1].numpy())
+    assert set(np.unique(values)) <= {0.0, 1.0}
 
 
 def test_save_mattes_interrupted_leaves_complete_files_only(comfy, two_objects, monkeypatch):

@@ -1,11 +1,12 @@
 """The memory tree's rules (spec §2.4, pitfalls §5), checked with scripted numbers."""
 
 import math
+import random
 
 import pytest
 import torch
 
-from sam2long.memory import MemoryEntry, Node, drop_unreachable, extend, plan_memory
+from sam2long.memory import MemoryEntry, Node, drop_unreachable, extend, plan_memory, spatial_reach
 from sam2long.tree import LOG_EPS, Choice, TreeConfig, candidate_score, rank_weights, select_candidates
 
 # ---- scoring and pruning -------------------------------------------------------------------
@@ -102,10 +103,20 @@ def test_first_choice_is_always_the_top_scoring_candidate():
 
 
 def test_rank_weights():
-    assert rank_weights([10.0], 0.95, 1.05) == [0.95]  # a lone entry gets the low end
+    assert rank_weights([10.0], 0.95, 1.05) == pytest.approx([0.95])  # a lone entry gets the low end
     assert rank_weights([3.0, -1.0, 10.0], 0.95, 1.05) == pytest.approx([1.0, 0.95, 1.05])
     # Only the rank matters; ties keep list order.
     assert rank_weights([2.0, 2.0, 1.0], 0.9, 1.1) == pytest.approx([1.0, 1.1, 0.9])
+
+
+def test_rank_weights_are_float32_linspace_bit_for_bit():
+    # The reference computes the steps with float32 torch.linspace; a float64 formula
+    # rounded to float32 is one ulp off from 4 entries on (e.g. the 2nd of 4).
+    import torch
+
+    for n in range(1, 17):
+        weights = rank_weights(list(range(n)), 0.95, 1.05)  # scores ascending: weights in order
+        assert torch.equal(torch.tensor(weights, dtype=torch.float32), torch.linspace(0.95, 1.05, n)), n
 
 
 # ---- memory selection ----------------------------------------------------------------------
@@ -217,6 +228,43 @@ def test_unreachable_spatial_memory_is_dropped_and_pointers_kept():
     kept = [e.frame for e in leaf.reliable if e.mem is not None]
     assert kept == [6, 7, 8, 9, 10, 11]
     assert all(e.ptr is not None for e in leaf.reliable)  # pointers reach 15 back
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("cfg", [CFG, TreeConfig.sam2(), TreeConfig(max_memory_frames=4, iou_threshold=0.5)],
+                         ids=["sam2long", "sam2", "short-memory"])
+def test_dropped_spatial_memory_is_never_read_again(cfg, seed):
+    # Random trees as the tracker grows them: P pathways whose children share parents,
+    # random IoUs and object scores (some frames unreliable), corrections (nodes without
+    # an entry) and both directions; memory is dropped after every frame.
+    rng = random.Random(seed)
+    step, pathways, num_maskmem = rng.choice([1, -1]), 3, 7
+    t = 0 if step > 0 else 500
+    prompt = entry(t, iou=1.0, score=10.0)
+    leaves = [Node(t, None, 0.0, 10.0, None, None)] * pathways
+    for _ in range(80):
+        t += step
+        distinct = list({id(leaf): leaf for leaf in leaves}.values())
+        if rng.random() < 0.1:  # a correction: every pathway takes the prompt's mask
+            fixed = {id(p): Node(t, p, p.score, 10.0, None, None, p.reliable, p.recent) for p in distinct}
+            leaves = [fixed[id(leaf)] for leaf in leaves]
+        else:
+            for leaf in distinct:
+                plan = plan_memory(leaf, t, [prompt], cfg, num_maskmem, 16)
+                assert all(mem is not None for mem, _, _ in plan.spatial), f"a dropped memory is read at {t}"
+            children = {}
+            for k in range(pathways):
+                parent, j = rng.choice(distinct), rng.randrange(3)
+                if (id(parent), j) not in children:
+                    e = entry(t, iou=rng.random(), score=rng.uniform(-3.0, 3.0))
+                    children[id(parent), j] = Node(t, parent, 0.0, e.object_score, None, e, *extend(parent, e, cfg))
+            leaves = list(children.values()) + [rng.choice(list(children.values()))] * (pathways - len(children))
+        drop_unreachable(list({id(leaf): leaf for leaf in leaves}.values()), t + step, cfg, num_maskmem)
+    # What the surviving pathways still hold is what they can read, and memory really is freed.
+    held = [e for leaf in leaves for e in leaf.reliable + leaf.recent]
+    reach = {id(e) for leaf in leaves for e in spatial_reach(leaf, t + step, cfg, num_maskmem)}
+    assert {id(e) for e in held if e.mem is not None} <= reach
+    assert any(e.mem is None for e in held)
 
 
 def test_tree_config_validation():

@@ -1,8 +1,11 @@
 """The tree inside the tracker, driven by a scripted decoder: seed frame, shared
 duplicate pathways, splitting and merging, exact streaming, max-lag and finalisation."""
 
+import pickle
+
 import pytest
 
+from sam2long.step import TreeStep
 from sam2long.tracker import Tracker
 from sam2long.tree import TreeConfig
 
@@ -15,17 +18,18 @@ def run(script, n, tiny_model, tree=None, max_lag=None, offline=False):
     tracker = Tracker(tiny_model, tree or TreeConfig(), max_lag=max_lag)
     core = tracker.core = ScriptedCore(script)
     tracker.add_points(0, 1, [(1, 1)], [1])
-    if offline:  # nothing commits early: everything comes from the final best pathway
-        tracker._commit = lambda obj, ready: None
     emitted_at, out = {}, {}
     step = {"t": None}
 
     def on_step(t):
         step["t"] = t
 
-    for r in tracker.propagate(frames(n), on_step=on_step, return_logits=True):
-        emitted_at[r.frame_idx] = step["t"]
-        out[r.frame_idx] = (core.path_of_output(r.logits[0]), r.pathway_scores[0])
+    with pytest.MonkeyPatch.context() as mp:
+        if offline:  # nothing commits early: everything comes from the final best pathway
+            mp.setattr(TreeStep, "_commit", lambda self, obj: None)
+        for r in tracker.propagate(frames(n), on_step=on_step, return_logits=True):
+            emitted_at[r.frame_idx] = step["t"]
+            out[r.frame_idx] = (core.path_of_output(r.logits[0]), r.pathway_scores[0])
     return out, emitted_at, core, tracker
 
 
@@ -140,3 +144,16 @@ def test_state_copies_a_long_uncommitted_tree(tiny_model):
     while node.parent is not None:
         depth, node = depth + 1, node.parent
     assert depth > 1000
+    # Pickled (as a cache may store it), it is the same tree and continues the same way.
+    unpickled = pickle.loads(pickle.dumps(state))
+    copies = unpickled.run.objects[1].pathways
+    assert [leaves.index(n) for n in leaves] == [copies.index(n) for n in copies]
+    source.__class__.__len__ = lambda self: 1520  # the next chunk: frames 1500..1519
+    continued = []
+    for s in (state, unpickled):
+        resumed = Tracker.resume(tiny_model, s)
+        resumed.core = tracker.core  # the scripted core knows the paths by number
+        out = resumed.propagate(source, start=1500, return_logits=True)
+        continued.append([(r.frame_idx, tracker.core.path_of_output(r.logits[0]), r.pathway_scores[0]) for r in out])
+    assert [f for f, _, _ in continued[0]] == list(range(1500, 1520))
+    assert continued[0] == continued[1]

@@ -240,3 +240,80 @@ def test_package_predictor_tracks_on_cpu(package_on_cpu, predictor, jpeg_clip, r
         # use_memory_selection: the frame's score for SAM 3's memory-frame filter
         assert torch.equal(out["iou_score"], ious.max(-1)[0])
         assert torch.equal(out["eff_iou_score"], predictor.cal_mem_score(obj, ious.max(-1)[0]))
+
+
+# --------------------------------------------------------------------------- memory attention
+
+
+def test_our_memory_attention_runs_sam3s_module():
+    """sam2long.attention.memory_attention (key modulation, padding) on SAM 3's memory
+    attention: with one layout and no weights it is the package's encoder exactly;
+    padded slots do not leak; weights change the result."""
+    from sam2long.attention import memory_attention
+
+    encoder = fam.build_tracker_net(REDUCED).transformer.encoder
+    hw, frames, ptr_tokens = (REDUCED.feat_size**2), 3, 16  # 4 pointers of 4 tokens
+    g = torch.Generator().manual_seed(0)
+    curr, curr_pos = torch.randn(hw, 2, 256, generator=g), torch.randn(hw, 2, 256, generator=g)
+    mem = torch.randn(frames * hw + ptr_tokens, 2, 64, generator=g)
+    mem_pos = torch.randn(frames * hw + ptr_tokens, 2, 64, generator=g)
+    with torch.inference_mode():
+        theirs = encoder(
+            src=[curr], src_key_padding_mask=[None], src_pos=[curr_pos], prompt=mem, prompt_pos=mem_pos,
+            feat_sizes=[(REDUCED.feat_size,) * 2], num_obj_ptr_tokens=ptr_tokens,
+        )["memory"]
+        ours = memory_attention(encoder, curr, curr_pos, mem.transpose(0, 1), mem_pos.transpose(0, 1), ptr_tokens)
+        # item 0 again with its last frame and last pointer masked out as padding
+        short = torch.cat([mem[: 2 * hw], mem[frames * hw : frames * hw + 12]])[:, :1]
+        short_pos = torch.cat([mem_pos[: 2 * hw], mem_pos[frames * hw : frames * hw + 12]])[:, :1]
+        alone = encoder(
+            src=[curr[:, :1]], src_key_padding_mask=[None], src_pos=[curr_pos[:, :1]], prompt=short,
+            prompt_pos=short_pos, feat_sizes=[(REDUCED.feat_size,) * 2], num_obj_ptr_tokens=12,
+        )["memory"]
+        valid = torch.ones(2, mem.shape[0], dtype=torch.bool)
+        valid[0, 2 * hw : frames * hw] = False
+        valid[0, -4:] = False
+        padded = memory_attention(
+            encoder, curr, curr_pos, mem.transpose(0, 1), mem_pos.transpose(0, 1), ptr_tokens, key_valid=valid
+        )
+        weight = torch.full((2, mem.shape[0]), 0.9)
+        weighted = memory_attention(
+            encoder, curr, curr_pos, mem.transpose(0, 1), mem_pos.transpose(0, 1), ptr_tokens, key_weight=weight
+        )
+    assert torch.equal(ours, theirs)
+    torch.testing.assert_close(padded[:, :1], alone, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(weighted, ours, atol=1e-4)
+
+
+def test_package_predictor_box_and_mask_two_objects(package_on_cpu, predictor, jpeg_clip):
+    folder, frames = jpeg_clip
+    n, h, w = frames.shape[:3]
+    state = predictor.init_state(video_path=str(folder), offload_video_to_cpu=True, offload_state_to_cpu=True)
+    log = DecoderLog(predictor.sam_mask_decoder)
+    try:
+        predictor.add_new_points_or_box(state, frame_idx=0, obj_id=1, box=np.array([0.05, 0.1, 0.3, 0.45], np.float32))
+        box_call = log.calls[-1]
+        mask = torch.zeros(h, w, dtype=torch.bool)
+        mask[40:60, 50:80] = True
+        _, obj_ids, _, video_res = predictor.add_new_mask(state, frame_idx=0, obj_id=2, mask=mask)
+        outputs = list(
+            predictor.propagate_in_video(
+                state, start_frame_idx=0, max_frame_num_to_track=n, reverse=False, propagate_preflight=True, tqdm_disable=True
+            )
+        )
+    finally:
+        log.handle.remove()
+    # a box counts as two points: one mask (SAM 3's multimask range is 0-1 points), whose
+    # stability fallback may still pick among the three
+    assert box_call[0] is False and box_call[1].shape == (1, 1, LOWRES, LOWRES)
+    assert obj_ids == [1, 2] and tuple(video_res.shape) == (2, 1, h, w)
+    # on its own frame the mask is the output (as +-10 logits, resized to low-res and back)
+    first = outputs[0]
+    shown = first[3][1, 0] > 0
+    assert first[0] == 0 and (shown & mask).sum() / (shown | mask).sum() > 0.8
+    for t, ids, low_res, video_res, obj_scores in outputs:
+        assert ids == [1, 2] and low_res.shape == (2, 1, LOWRES, LOWRES) and video_res.shape == (2, 1, h, w)
+        assert obj_scores.shape == (2, 1)
+    # tracked frames run both objects as one batch of 2, three candidates each
+    batched = [c for c in log.calls if c[0] and c[1].shape[0] == 2]
+    assert len(batched) == n - 1 and all(c[2].shape == (2, 3) for c in batched)

@@ -54,6 +54,7 @@ VISION_PREFIX = "backbone.vision_backbone."  # inside the tracker (and the detec
 TRACKER_VISION_PARTS = ("trunk.", "sam2_convs.")
 PATCH_EMBED = VISION_PREFIX + "trunk.patch_embed.proj.weight"
 BLOCKS = VISION_PREFIX + "trunk.blocks."
+ROPE_TABLE = ".attn.freqs_cis"
 
 
 @dataclass(frozen=True)
@@ -474,7 +475,11 @@ def load_sam3_tracker(
     sd, _ = tracker_tensors(sd)
     config = trunk_config(sd) if config is None else config
     net = build_tracker_net(config, use_memory_selection=use_memory_selection)
-    check_tracker_tensors(sd, net.state_dict(), source=str(path))
+    expected = net.state_dict()
+    # The trunk's RoPE tables are buffers computed from its sizes: taken from the built
+    # net when a repack left them out (complex tensors, not parameters).
+    sd = {**{k: v for k, v in expected.items() if k.endswith(ROPE_TABLE)}, **sd}
+    check_tracker_tensors(sd, expected, source=str(path))
     net.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in sd.items()}, strict=True)
     return net
 

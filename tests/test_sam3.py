@@ -106,6 +106,26 @@ def test_full_size_tracker_builds_with_sam3_layout():
 # --------------------------------------------------------------------------- checkpoints
 
 
+def test_bf16_repack_without_rope_tables_loads(tmp_path):
+    """A .safetensors repack in bf16 that dropped the trunk's complex RoPE buffers."""
+    from safetensors.torch import save_file
+
+    source = reference_predictor(seed=4)
+    repack = {
+        k: v.to(torch.bfloat16) if v.is_floating_point() else v
+        for k, v in official_layout(source).items()
+        if not k.endswith(fam.ROPE_TABLE)
+    }
+    save_file(repack, str(tmp_path / "sam3_bf16.safetensors"))
+    net = fam.load_sam3_tracker(tmp_path / "sam3_bf16.safetensors", config=REDUCED)
+    loaded, expected = net.state_dict(), source.state_dict()
+    tables = [k for k in loaded if k.endswith(fam.ROPE_TABLE)]
+    assert len(tables) == REDUCED.depth and all(torch.equal(loaded[k], expected[k]) for k in tables)
+    weight = "tracker.obj_ptr_proj.layers.0.weight"
+    assert loaded[weight[len("tracker."):]].dtype == torch.float32
+    assert torch.equal(loaded[weight[len("tracker."):]], repack[weight].float())
+
+
 @pytest.mark.parametrize("fmt", ["pt", "safetensors", "tracker-only"])
 def test_checkpoint_round_trip(tmp_path, fmt):
     source = reference_predictor(seed=3)

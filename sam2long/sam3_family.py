@@ -397,19 +397,24 @@ def tracker_tensors(sd: dict) -> tuple[dict, list]:
 
     Meta's sam3.pt: ``tracker.<name>`` -> ``<name>``; the shared ViT trunk and the
     tracker's neck, ``detector.backbone.vision_backbone.{trunk,sam2_convs}.*`` ->
-    ``backbone.vision_backbone.*``. A tracker-only state dict is taken as it is.
+    ``backbone.vision_backbone.*``. A tracker-only state dict (e.g. of
+    ``build_tracker(with_backbone=True)``) keeps its names, less the detector neck.
     """
-    if not any(k.startswith(TRACKER_PREFIX) for k in sd):
-        return dict(sd), []
-    vision = tuple(DETECTOR_PREFIX + VISION_PREFIX + part for part in TRACKER_VISION_PARTS)
+    official = any(k.startswith(TRACKER_PREFIX) for k in sd)
+    vision = tuple(VISION_PREFIX + part for part in TRACKER_VISION_PARTS)
     kept, left_out = {}, []
     for name, tensor in sd.items():
-        if name.startswith(TRACKER_PREFIX):
-            kept[name[len(TRACKER_PREFIX):]] = tensor
-        elif name.startswith(vision):
-            kept[name[len(DETECTOR_PREFIX):]] = tensor
-        else:
+        new = name
+        if official:
+            new = None
+            if name.startswith(TRACKER_PREFIX):
+                new = name[len(TRACKER_PREFIX):]
+            elif name.startswith(DETECTOR_PREFIX + VISION_PREFIX):
+                new = name[len(DETECTOR_PREFIX):]
+        if new is None or (new.startswith("backbone.") and not new.startswith(vision)):
             left_out.append(name)
+        else:
+            kept[new] = tensor
     return kept, left_out
 
 

@@ -139,8 +139,8 @@ def test_checkpoint_round_trip(tmp_path, fmt):
         path = tmp_path / "sam3.safetensors"
         save_file(official, str(path))
     else:
-        path = tmp_path / "sam3_tracker.pt"
-        torch.save(fam.tracker_tensors(official)[0], path)
+        path = tmp_path / "sam3_tracker.pt"  # as build_tracker(with_backbone=True) saves
+        torch.save(source.state_dict(), path)
 
     net = fam.load_sam3_tracker(path, config=REDUCED)
     loaded = net.state_dict()

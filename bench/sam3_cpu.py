@@ -5,7 +5,8 @@
 Builds the tracker (`sam2long.sam3_family.build_tracker_net`), encodes one frame
 (ViT trunk + sam2_convs, `encode_image`), then times one tracked step per batch of
 pathways the way the engine will run it: memory attention over a full memory
-(7 spatial memories and 16 object pointers), the mask decoder with 3 candidates,
+(7 spatial memories and 16 object pointers), the mask decoder with 3 candidates
+and the object pointer (the package's `_forward_sam_heads`),
 and the memory encoder for the chosen masks. Prints one JSON object; times are
 CPU seconds of the process (see `timed`).
 """
@@ -51,20 +52,11 @@ def tracked_step(net, ff, batch: int, frames: int = 7, pointers: int = 16):
         )["memory"]
     )
     pix = pix.permute(1, 2, 0).reshape(batch, net.hidden_dim, side, side)
-    no_point = (torch.zeros(batch, 1, 2), -torch.ones(batch, 1, dtype=torch.int32))
-    sparse, dense = net.sam_prompt_encoder(points=no_point, boxes=None, masks=None)
-    (masks, ious, tokens, obj), t["mask_decoder"] = timed(
-        lambda: net.sam_mask_decoder(
-            image_embeddings=pix,
-            image_pe=net.sam_prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=True,
-            repeat_image=False,
-            high_res_features=feats[:-1],
-        )
+    # the package's own prompt encoder + decoder + pointer step, 3 candidates, no prompt
+    heads, t["decoder_and_pointer"] = timed(
+        lambda: net._forward_sam_heads(backbone_features=pix, high_res_features=feats[:-1], multimask_output=True)
     )
-    high_res = torch.nn.functional.interpolate(masks[:, :1].float(), size=(net.image_size,) * 2, mode="bilinear", align_corners=False)
+    high_res, obj = heads[4], heads[6]  # the best candidate upsampled to the input size, object logits
     _, t["memory_encoder"] = timed(
         lambda: net._encode_new_memory(
             image=None, current_vision_feats=[curr], feat_sizes=[(side, side)], pred_masks_high_res=high_res,

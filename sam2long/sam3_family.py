@@ -4,10 +4,11 @@ What is here (the engine does not use it yet; docs/SAM3.md has the design):
 
 * `sam3_modules`: the `sam3` classes the tracker needs. `import sam3` runs its whole
   detector stack (torchvision, triton, Hugging Face hub, the BPE tokenizer); the
-  tracker needs none of them. When that import fails, the tracker's own modules are
-  imported without the package's ``__init__`` and four import-time-only names get
-  stand-ins that raise if ever used (see `_isolated_import`). SAM 3's arithmetic is
-  untouched: every module that computes is the package's (or timm's) own file.
+  tracker needs none of them. The tracker's own modules are imported without the
+  package's ``__init__``; where torchvision, triton or timm's ``__init__`` do not
+  import, four import-time-only names get stand-ins that raise if ever used (see
+  `_isolated_import`). SAM 3's arithmetic is untouched: every module that computes
+  is the package's (or timm's) own file.
 * `build_tracker_net`: the tracker as ``sam3.model_builder.build_tracker(...,
   with_backbone=True)`` builds it (same classes, same arguments), but on any device:
   the builder precomputes position-encoding caches on "cuda" at sizes the tracker
@@ -144,10 +145,12 @@ def _timm_layers() -> types.ModuleType:
 
 
 def _isolated_import() -> None:
-    """Import the tracker's modules where `import sam3` fails (no torchvision, no triton).
+    """Import the tracker's modules without `sam3`'s __init__, also where `import sam3`
+    fails (no torchvision, no triton).
 
-    Stand-ins, each only for an import that the tracker's code never calls:
-    * the `sam3` package itself without its __init__ (which builds the detector API);
+    The `sam3` package is registered without running its __init__ (which imports the
+    detector API). Then, only for a dependency that does not import, a stand-in, each
+    for an import that the tracker's code never calls:
     * ``torchvision.ops.roi_align.RoIAlign``: the detector's box pooling, imported at
       the top of sam3/model/decoder.py, where the tracker's memory attention lives;
     * ``sam3.model.edt``: a triton kernel for training-time click sampling;
@@ -159,8 +162,7 @@ def _isolated_import() -> None:
     if spec is None:
         raise ImportError(f"SAM 3 support needs the sam3 package, which is not installed; {INSTALL_HINT}")
     root = Path(spec.submodule_search_locations[0])
-    if not isinstance(sys.modules.get("sam3"), types.ModuleType) or not hasattr(sys.modules["sam3"], "__path__"):
-        sys.modules["sam3"] = _module("sam3", root)
+    sys.modules["sam3"] = _module("sam3", root)
     stand_ins = {}
     if not _importable("timm.layers"):
         stand_ins["timm.layers"] = _timm_layers()
@@ -199,13 +201,14 @@ _TRACKER_MODULES = (
 def sam3_modules() -> types.SimpleNamespace:
     """The `sam3` modules the tracker is built from (imported once).
 
-    Raises ImportError, saying how to install it, when `sam3` is missing.
+    The package's ``__init__`` is not run unless the application already imported
+    `sam3`: it imports the detector stack and, on Ampere GPUs, switches TF32 matmuls
+    on for the whole process (model_builder's ``_setup_tf32``). Raises ImportError,
+    saying how to install it, when `sam3` is missing.
     """
-    try:
-        mods = [importlib.import_module(name) for name in _TRACKER_MODULES]
-    except Exception:  # the package's detector stack did not import: see _isolated_import
+    if "sam3" not in sys.modules:
         _isolated_import()
-        mods = [sys.modules[name] for name in _TRACKER_MODULES]
+    mods = [importlib.import_module(name) for name in _TRACKER_MODULES]
     return types.SimpleNamespace(**{name.rsplit(".", 1)[1]: mod for name, mod in zip(_TRACKER_MODULES, mods)})
 
 

@@ -457,7 +457,7 @@ def check_tracker_tensors(sd: dict, expected: dict, source: str) -> None:
     if problems:
         raise CheckpointError(
             f"{source} does not match SAM 3's tracker: " + "; ".join(problems) + ". The file is damaged "
-            f"or from a different or modified model. Fix: download sam3.pt again from huggingface.co/facebook/sam3"
+            "or from a different or modified model. Fix: download sam3.pt again from huggingface.co/facebook/sam3"
         )
 
 

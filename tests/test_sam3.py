@@ -35,9 +35,11 @@ FAKE_DETECTOR = {  # stand-ins for what sam3.pt holds besides the tracker
 }
 
 
-def reference_predictor(seed=0, use_memory_selection=True):
+def reference_predictor(seed=0):
+    """The package's Sam3TrackerPredictor as build_tracker(apply_temporal_disambiguation=True,
+    with_backbone=True) makes it, at the reduced sizes."""
     torch.manual_seed(seed)
-    return fam.build_tracker_net(REDUCED, use_memory_selection=use_memory_selection, predictor=True)
+    return fam.build_tracker_net(REDUCED, predictor=True)
 
 
 def official_layout(net) -> dict:

@@ -39,11 +39,7 @@ from pathlib import Path
 import torch
 
 from .errors import CheckpointError
-
-try:  # the safe reader moves to weights.py with the refactor-core branch
-    from .weights import read_checkpoint
-except ImportError:
-    from .loading import read_checkpoint
+from .weights import read_checkpoint
 
 INSTALL_HINT = "install it with: pip install 'sam2long[sam3]' (or pip install sam3)"
 

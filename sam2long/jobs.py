@@ -209,7 +209,11 @@ def _shot(index, entry, defaults, root, track, options, force) -> Shot:
     prompts = entry["prompts"]
     if not isinstance(prompts, list) or not prompts:
         raise JobError("prompts: give a list such as [{object: 1, frame: 0, point: [410, 220]}]")
-    for i, prompt in enumerate(prompts):
+    # As on the command line, a prompt without `frame` is on the shot's first frame (0 for
+    # a video, e.g. 1001 for a plate): those go before the first --frame.
+    order = sorted(range(len(prompts)), key=lambda i: isinstance(prompts[i], dict) and "frame" in prompts[i])
+    for i in order:
+        prompt = prompts[i]
         piece = _prompt_argv(prompt, root, f"prompts[{i}]", files)
         _check_parse(track, piece, f"prompts[{i}]")
         argv += piece
@@ -281,7 +285,9 @@ def _prompt_argv(prompt, root: Path, where: str, files: list) -> list[str]:
     kind = kinds[0]
     if "label" in prompt and kind != "point":
         raise JobError(f"{where}.label: a label (1 on the object, 0 not on it) goes with a point only")
-    argv = ["--object", _text(prompt.get("object", 1)), "--frame", _text(prompt.get("frame", 0))]
+    argv = ["--object", _text(prompt.get("object", 1))]
+    if "frame" in prompt:
+        argv += ["--frame", _text(prompt["frame"])]
     if kind == "mask":
         mask = _path(root, prompt["mask"], f"{where}.mask")
         if not mask.is_file():

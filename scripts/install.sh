@@ -7,6 +7,8 @@
 #   ${SAM2LONG_TORCH:-torch==2.13.0} from your pip index.
 # - SAM 2 (PyPI `sam2`) is installed with --no-deps and without its optional CUDA
 #   extension, so it does not pull torchvision (unused here) or a second torch.
+# - SAM 3's tracker (optional, SAM License): sam3, timm and einops, also --no-deps
+#   (SAM2LONG_SAM3=0 skips them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +38,15 @@ reqs="$(mktemp)"
 trap 'rm -f "$reqs"' EXIT
 grep -v -E '^[[:space:]]*(torch|sam2)([<>=!~ ;]|$)' requirements.txt > "$reqs"
 pip_install -r "$reqs" "pytest>=7" "ray>=2.60"
+
+# SAM 3's tracker (optional; SAM2LONG_SAM3=0 skips it). The `sam3` package is under
+# Meta's SAM License. Installed without dependencies: its declared ones (torchvision,
+# triton, Hugging Face hub, a tokenizer) serve SAM 3's detector and would pull another
+# torch; sam2long imports the tracker's modules without them (sam2long/sam3_family.py).
+if [ "${SAM2LONG_SAM3:-1}" != 0 ]; then
+    "$PY" -m pip show timm >/dev/null 2>&1 || pip_install --no-deps "timm>=1.0.17"
+    pip_install --no-deps "sam3==0.1.4" "einops>=0.8"
+fi
 
 # sam2long itself, editable (the `sam2long` command comes with it).
 pip_install --no-deps --no-build-isolation -e .

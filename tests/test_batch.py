@@ -55,15 +55,15 @@ SHOTS = [
      "prompts": [{"object": 1, "frame": 0, "point": [15, 18]},
                  {"object": 1, "frame": 0, "point": [40, 36], "label": 0}]},
     {"name": "sh020", "input": "b", "output": "out/sh020", "pathways": 2, "no_preview": True,
-     "prompts": [{"frame": 1, "box": [8, 8, 30, 28]},
-                 {"object": 2, "frame": 0, "mask": "b_obj2.png"}]},
+     "prompts": [{"frame": 1002, "box": [8, 8, 30, 28]},
+                 {"object": 2, "mask": "b_obj2.png"}]},  # a plate: frames 1001-1005, no frame = 1001
     {"name": "sh030", "input": "c.mp4", "output": "out/sh030", "reverse": True, "sam2": True,
      "prompts": [{"object": 3, "frame": 3, "point": [30, 18]}]},
 ]
 TRACK_ARGS = [
     ["a.mp4", "--point", "15,18", "--point", "40,36,0"],
-    ["b", "--pathways", "2", "--no-preview", "--frame", "1", "--box", "8,8,30,28",
-     "--object", "2", "--frame", "0", "--mask", "b_obj2.png"],
+    ["b", "--pathways", "2", "--no-preview", "--frame", "1002", "--box", "8,8,30,28",
+     "--object", "2", "--frame", "1001", "--mask", "b_obj2.png"],
     ["c.mp4", "--reverse", "--sam2", "--object", "3", "--frame", "3", "--point", "30,18"],
 ]
 COMMON = ["--checkpoint", "random_tiny.pt", "--image-size", str(SIZE), "--device", "cpu", "--quiet"]

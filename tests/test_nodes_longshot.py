@@ -445,3 +445,29 @@ def test_save_mattes_interrupted_leaves_complete_files_only(comfy, two_objects, 
     with _cancel_at_check(comfy, 2):
         run(comfy, "SAM2LongSaveMattes", track=spilled, folder="shots/cancel", mode="union")
     assert sorted(os.listdir(os.path.join(_dirs()[1], "shots", "cancel"))) == ["matte.0003.png", "matte.0004.png"]
+
+
+def test_plate_sequence_through_load_shot_keeps_its_frame_numbers(comfy, handle, media):
+    """A linear EXR plate given by pattern streams through Load Shot like a video: the same
+    masks as its 8-bit frames as IMAGE, and Save Mattes numbers the files by the plate."""
+    oiio = pytest.importorskip("OpenImageIO")
+    inp, _, _ = _dirs()
+    os.makedirs(os.path.join(inp, "plate"), exist_ok=True)
+    srgb = media.clip[:5].astype(np.float32) / 255.0
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    for i, f in enumerate(linear):
+        out = oiio.ImageOutput.create("exr")
+        spec = oiio.ImageSpec(W, H, 3, oiio.HALF)
+        out.open(os.path.join(inp, "plate", f"sh010.{1001 + i:04d}.exr"), spec)
+        out.write_image(np.ascontiguousarray(f))
+        out.close()
+    (shot, count, width, height, _, frame), _ = run(comfy, "SAM2LongLoadShot", video="",
+                                                    path="plate/sh010.####.exr", preview_index=1)
+    assert (count, width, height) == (5, W, H)
+    assert np.array_equal((frame[0].numpy() * 255).round().astype(np.uint8), media.clip[1])
+    p = _prompt(comfy, positive_coords='[{"x": 14, "y": 22}]', frame_index=0)
+    (track, _, _), _ = run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p)
+    (_, ref_masks, _), _ = run(comfy, "SAM2LongTrack", model=handle, images=_images(media.clip[:5]), prompts=p)
+    assert torch.equal(track.union(), ref_masks.bool())
+    (folder,), _ = run(comfy, "SAM2LongSaveMattes", track=track, folder="plate_mattes", mode="union")
+    assert _files(folder) == [f"matte.{n:04d}.png" for n in range(1001, 1006)]

@@ -17,6 +17,8 @@ the masks live:
 
 from __future__ import annotations
 
+import abc
+
 import shutil
 import tempfile
 import weakref
@@ -37,7 +39,7 @@ def unpack(row: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.unpackbits(row, count=height * width).reshape(height, width).astype(bool)
 
 
-class _Reading:
+class _Reading(abc.ABC):
     """The reading interface shared by in-memory and spilled tracks.
 
     Positions j = 0..num_frames-1 count from the first frame of the result; frame j is
@@ -52,8 +54,9 @@ class _Reading:
     present: dict  # obj_id -> bool [num_frames]
     scores: dict   # obj_id -> float32 [num_frames], NaN where not tracked
 
-    def _mask(self, obj_id: int, j: int) -> np.ndarray:  # bool [H, W], object tracked on j
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _mask(self, obj_id: int, j: int) -> np.ndarray:
+        """bool [H, W] of an object on position j, where it is tracked (each store reads its own way)."""
 
     def select(self, spec: str | None) -> list[int]:
         """Parse an object selection: "" / "all" / "*" = every object, else "0,2" or "1-3"."""

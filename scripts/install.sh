@@ -37,7 +37,9 @@ SAM2_BUILD_CUDA=0 pip_install --no-deps --no-build-isolation "sam2>=1.1.0"
 reqs="$(mktemp)"
 trap 'rm -f "$reqs"' EXIT
 grep -v -E '^[[:space:]]*(torch|sam2)([<>=!~ ;]|$)' requirements.txt > "$reqs"
-pip_install -r "$reqs" "pytest>=7" "ray>=2.60"
+extras=()
+[ "${SAM2LONG_RAY:-1}" = 0 ] || extras+=("ray>=2.60")   # SAM2LONG_RAY=0 skips Ray
+pip_install -r "$reqs" "pytest>=7" "${extras[@]}"
 
 # SAM 3's tracker (optional; SAM2LONG_SAM3=0 skips it). The `sam3` package is under
 # Meta's SAM License. Installed without dependencies: its declared ones (torchvision,

@@ -61,13 +61,13 @@ def micro_model():
     return LoadedModel.from_net(small_net(image_size=64), "sam2.1_hiera_tiny", device="cpu")
 
 
-def write_mp4(path, frames, rate=24):
-    """Encode [h, w, 3] uint8 frames as H.264 (what a user's plate usually is)."""
+def write_mp4(path, frames, rate=24, codec="libx264"):
+    """Encode [h, w, 3] uint8 frames as H.264 (what a user's plate usually is), or `codec`."""
     import av
 
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=rate)
+        s = c.add_stream(codec, rate=rate)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         for f in frames:
             for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):

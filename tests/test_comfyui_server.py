@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from conftest import write_mp4
 
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 pytestmark = pytest.mark.skipif(not COMFYUI_DIR or not os.path.isfile(os.path.join(COMFYUI_DIR or "", "main.py")),
@@ -76,14 +77,7 @@ def _clip(path):
         x = 40 + 4 * len(frames)
         img[30:70, x:x + 40] = (230, 200, 60)
         frames.append(img)
-    with av.open(path, "w") as out:
-        s = out.add_stream("mpeg4", rate=30)
-        s.width, s.height, s.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        for a in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(a, format="rgb24")):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
+    write_mp4(path, frames, rate=30, codec="mpeg4")
 
 
 def _get(url):

@@ -1,9 +1,11 @@
-"""The per-frame inference core: SAM 2's networks, driven one batch at a time.
+"""The per-frame inference core: the networks of SAM 2 (or SAM 3's tracker), one batch at a time.
 
 `InferenceCore` knows nothing about pathways or objects. It encodes a frame once,
 turns a prompt into a conditioning memory, runs memory attention and the mask
 decoder for a batch of memory plans (one per distinct pathway of every object),
 and encodes the chosen masks into new memories. Every network call is one batch.
+What differs between network families (normalisation, encoder, module names, mask
+prompts, pointer rules) is asked of the model's `family.Family`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sam2.modeling.sam2_base import NO_OBJ_SCORE
 from sam2.modeling.sam2_utils import get_1d_sine_pe
 
 from .attention import memory_attention
+from .family import family_of
 from .memory import MemoryEntry, MemoryPlan
 from .model import LoadedModel
 from .resize import model_input
@@ -54,8 +57,13 @@ class InferenceCore:
         self.device = model.device
         self.max_ptrs = max_ptrs
         net = self.net
-        if not (net.pred_obj_scores and net.use_obj_ptrs_in_encoder and net.multimask_output_for_tracking):
-            raise ValueError("the network must predict object scores, use object pointers and multimask tracking")
+        self.family = fam = family_of(model)
+        fam.check(net)
+        self._memory_attention = fam.memory_attention(net)
+        self._memory_encoder = fam.memory_encoder(net)
+        self._soft_ptr, self._fixed_ptr = fam.pointer_rules(net)
+        self._ptr_tpos, self._ptr_tpos_projected = fam.pointer_encoding(net)
+        self.max_cond_frames = fam.max_cond_frames
         self.num_maskmem = net.num_maskmem
         self.hidden_dim = net.hidden_dim
         self.mem_dim = net.mem_dim
@@ -70,27 +78,40 @@ class InferenceCore:
     def preprocess(self, frame) -> torch.Tensor:
         """[H, W, 3] uint8 (or float 0..1) -> [1, 3, S, S] normalised at model resolution,
         as SAM 2's frame loader makes it (`resize.py`: bit-equal for 8-bit frames)."""
-        return model_input(frame, self.image_size, self.device)
+        return model_input(frame, self.image_size, self.device, self.family.mean, self.family.std)
 
     def encode_image(self, image: torch.Tensor) -> FrameFeatures:
-        backbone_out = self.net.forward_image(image)
+        backbone_out = self.family.backbone_out(self.net, image)
         _, feats, pos, sizes = self.net._prepare_backbone_features(backbone_out)
         return FrameFeatures(feats, pos, sizes)
 
     # ---- prompts --------------------------------------------------------------------------
     def prompt(self, frame_idx: int, ff: FrameFeatures, points=None, labels=None, mask=None):
-        """SAM 2's prompt path for one object (no memory): clicks/box through the SAM
-        decoder, a mask used as it is. -> (lowres [h, w], MemoryEntry holding the object logit)"""
-        net = self.net
-        point_inputs = mask_inputs = None
+        """The family's prompt path for one object (no memory): clicks/box through the SAM
+        decoder, a mask (bool [H, W] at source size) as the family's predictor takes it.
+        -> (lowres [h, w], MemoryEntry holding the object logit)"""
         if mask is not None:
-            mask_inputs = mask.to(self.device, torch.float32)[None, None]
+            lowres, ptr, object_logits = self.family.mask_prompt(self, frame_idx, ff, mask)
         else:
+            limit = self.family.max_prompt_points
+            if limit is not None and len(points) > limit:  # the predictor keeps the first and last halves
+                keep = list(range(limit // 2)) + list(range(len(points) - (limit - limit // 2), len(points)))
+                points, labels = points[keep], labels[keep]
             point_inputs = {
                 "point_coords": points.to(self.device, torch.float32)[None],
                 "point_labels": labels.to(self.device, torch.int32)[None],
             }
-        out = net.track_step(
+            out = self.prompt_step(frame_idx, ff, point_inputs=point_inputs)
+            lowres, ptr, object_logits = out["pred_masks"].float(), out["obj_ptr"], out["object_score_logits"].float()
+        # As the predictor before propagating: memory from the low-res logits, upsampled.
+        high_res = F.interpolate(lowres, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
+        mem = self._encode_memory(ff, high_res, object_logits, from_prompt=True)
+        entry = MemoryEntry(frame=frame_idx, ptr=ptr[0].float(), object_score=float(object_logits), iou=1.0, mem=mem[0])
+        return lowres[0, 0], entry
+
+    def prompt_step(self, frame_idx: int, ff: FrameFeatures, point_inputs=None, mask_inputs=None) -> dict:
+        """The network's own `track_step` on a prompt frame, without memory or memory encoder."""
+        return self.net.track_step(
             frame_idx=frame_idx,
             is_init_cond_frame=True,
             current_vision_feats=ff.vision_feats,
@@ -101,16 +122,8 @@ class InferenceCore:
             output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
             num_frames=self.max_ptrs,
             run_mem_encoder=False,
+            **self.family.track_step_extra,
         )
-        lowres = out["pred_masks"].float()
-        object_logits = out["object_score_logits"].float()
-        # As SAM 2 before propagating: memory from the low-res logits, upsampled.
-        high_res = F.interpolate(lowres, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
-        mem = self._encode_memory(ff, high_res, object_logits, from_prompt=True)
-        entry = MemoryEntry(
-            frame=frame_idx, ptr=out["obj_ptr"][0].float(), object_score=float(object_logits), iou=1.0, mem=mem[0]
-        )
-        return lowres[0, 0], entry
 
     # ---- tracking -------------------------------------------------------------------------
     def track(self, ff: FrameFeatures, plans: list[MemoryPlan], shot_length: int | None = None) -> Decoded:
@@ -120,7 +133,7 @@ class InferenceCore:
         feats, pos, high_res = ff.expand(batch)
         memory, memory_pos, n_ptr_tokens, weight, valid = self._assemble(plans, shot_length)
         pix = memory_attention(
-            net.memory_attention, feats[-1], pos[-1], memory, memory_pos, n_ptr_tokens, weight, valid
+            self._memory_attention, feats[-1], pos[-1], memory, memory_pos, n_ptr_tokens, weight, valid
         )
         h, w = ff.feat_sizes[-1]
         pix = pix.permute(1, 2, 0).reshape(batch, self.hidden_dim, h, w)
@@ -155,8 +168,8 @@ class InferenceCore:
         cands = self._upload([j for _, j in picks])
         obj = decoded.object_logits[units]  # [K, 1]
         ptr = net.obj_ptr_proj(decoded.tokens[units, cands])
-        visible = torch.sigmoid(obj) if net.soft_no_obj_ptr else (obj > 0).float()
-        if net.fixed_no_obj_ptr:
+        visible = torch.sigmoid(obj) if self._soft_ptr else (obj > 0).float()
+        if self._fixed_ptr:
             ptr = visible * ptr
         ptr = ptr + (1 - visible) * net.no_obj_ptr
         # Upsample all 3 candidates, then pick, as SAM 2 does: on CPU, bilinear
@@ -171,6 +184,7 @@ class InferenceCore:
     def _encode_memory(self, ff: FrameFeatures, high_res, object_logits, from_prompt: bool):
         feats, _, _ = ff.expand(high_res.size(0))
         mem, _ = self.net._encode_new_memory(
+            **self.family.track_step_extra,
             current_vision_feats=feats,
             feat_sizes=ff.feat_sizes,
             pred_masks_high_res=high_res,
@@ -192,8 +206,8 @@ class InferenceCore:
         Cast as the memory encoder casts it (to its output dtype under autocast)."""
         x = torch.zeros(1, self.hidden_dim, side, side, device=self.device)
         with torch.inference_mode(), self.model.autocast():
-            x = self.net.memory_encoder.out_proj(x)
-            pos = self.net.memory_encoder.position_encoding(x).to(x.dtype)
+            x = self._memory_encoder.out_proj(x)
+            pos = self._memory_encoder.position_encoding(x).to(x.dtype)
         return pos[0].flatten(1).t().float()
 
     def _assemble(self, plans: list[MemoryPlan], shot_length: int | None = None):
@@ -244,9 +258,9 @@ class InferenceCore:
         a sine of position / (min(shot length, max pointers) - 1), SAM 2's normaliser, so a
         shot shorter than 16 frames spreads its pointers over the whole range as in SAM 2."""
         net = self.net
-        if not positions or not net.add_tpos_enc_to_obj_ptrs:
+        if not positions or not self._ptr_tpos:
             return None
-        dim = self.hidden_dim if net.proj_tpos_enc_in_obj_ptrs else self.mem_dim
+        dim = self.hidden_dim if self._ptr_tpos_projected else self.mem_dim
         span = self.max_ptrs if shot_length is None else min(shot_length, self.max_ptrs)
         pe = get_1d_sine_pe(self._upload(positions) / (span - 1), dim=dim)
         return net.obj_ptr_tpos_proj(pe).float()

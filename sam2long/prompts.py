@@ -171,15 +171,10 @@ class PromptSet:
                     tracker.add_points(**at, points=list(p.points), labels=list(p.labels))
 
     def model_inputs(self, prompt: FramePrompt, height: int, width: int, image_size: int):
-        """-> (points [N, 2] in model pixels, labels [N]) or (None, None, mask [S, S])."""
+        """-> (points [N, 2] in model pixels, labels [N], None) or (None, None, mask [H, W]
+        at source size: each network family resizes it as its predictor does)."""
         if prompt.mask is not None:
-            m = torch.from_numpy(prompt.mask).float()[None, None]
-            if m.shape[-2:] != (image_size, image_size):
-                m = torch.nn.functional.interpolate(
-                    m, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True
-                )
-                m = (m >= 0.5).float()
-            return None, None, m[0, 0]
+            return None, None, torch.from_numpy(prompt.mask).float()
         pts, labels = list(prompt.points), list(prompt.labels)
         if prompt.box is not None:  # SAM 2 takes a box as two corner points labelled 2 and 3, first
             x0, y0, x1, y1 = prompt.box

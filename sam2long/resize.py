@@ -45,8 +45,9 @@ def _pillow_major() -> int:
 _PIL_VERTICAL_FIRST = _pillow_major() >= 13  # the pass order follows the Pillow that SAM 2 would use here
 
 
-def model_input(frame, size: int, device) -> torch.Tensor:
-    """[H, W, 3] uint8 (0..255) or float (0..1) frame -> [1, 3, size, size] float32 on `device`."""
+def model_input(frame, size: int, device, mean=IMG_MEAN, std=IMG_STD) -> torch.Tensor:
+    """[H, W, 3] uint8 (0..255) or float (0..1) frame -> [1, 3, size, size] float32 on `device`,
+    normalised by the network family's `mean` / `std` (SAM 2's are ImageNet's)."""
     x = torch.as_tensor(frame)
     if x.dtype != torch.uint8 and not torch.is_floating_point(x):
         raise ValueError(f"frames must be uint8 (0..255) or float (0..1), got {x.dtype}; convert them first")
@@ -54,7 +55,7 @@ def model_input(frame, size: int, device) -> torch.Tensor:
         pixels = torch.from_numpy(pil_resize(quantise(x).numpy(), size))
     else:
         pixels = pil_bicubic(quantise(x).permute(2, 0, 1), size).permute(1, 2, 0)
-    return normalise(pixels.to(device, non_blocking=True))
+    return normalise(pixels.to(device, non_blocking=True), mean, std)
 
 
 def quantise(x: torch.Tensor) -> torch.Tensor:
@@ -71,21 +72,21 @@ def pil_resize(frame: np.ndarray, size: int) -> np.ndarray:
     return np.array(Image.fromarray(np.ascontiguousarray(frame)).resize((size, size)))
 
 
-def normalise(pixels: torch.Tensor) -> torch.Tensor:
+def normalise(pixels: torch.Tensor, mean=IMG_MEAN, std=IMG_STD) -> torch.Tensor:
     """[S, S, 3] uint8 -> [1, 3, S, S] float32: SAM 2's (v / 255 - mean) / std, by table."""
-    table = _table(pixels.device)
+    table = _table(pixels.device, tuple(mean), tuple(std))
     offsets = torch.arange(0, 3 * 256, 256, device=pixels.device)
     return torch.take(table, pixels.long() + offsets).permute(2, 0, 1)[None].contiguous()
 
 
 @functools.lru_cache(maxsize=8)
-def _table(device) -> torch.Tensor:
+def _table(device, mean: tuple, std: tuple) -> torch.Tensor:
     # SAM 2's operations: uint8 / 255.0 in numpy (float64), cast to float32, then
     # float32 subtract and divide; elementwise IEEE arithmetic, so a table is exact.
     levels = torch.from_numpy(np.arange(256, dtype=np.uint8) / 255.0).to(torch.float32)
     t = levels.repeat(3, 1)
-    t -= torch.tensor(IMG_MEAN, dtype=torch.float32)[:, None]
-    t /= torch.tensor(IMG_STD, dtype=torch.float32)[:, None]
+    t -= torch.tensor(mean, dtype=torch.float32)[:, None]
+    t /= torch.tensor(std, dtype=torch.float32)[:, None]
     return t.flatten().to(device)
 
 

@@ -1,0 +1,83 @@
+"""What differs between network families: SAM 2 / 2.1 here, SAM 3's tracker in `sam3_family`.
+
+`InferenceCore` drives every family the same way (encode a frame, prompt, memory
+attention, decoder, memory encoder); a `Family` answers the few questions whose
+answer depends on the network: how a frame is normalised and encoded, which
+modules hold memory attention and the memory encoder, how a mask prompt enters,
+how object pointers of absent objects are made, how many prompt frames memory
+reads, and which tree settings reproduce the family's own tracker.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+from .resize import IMG_MEAN, IMG_STD
+from .tree import TreeConfig
+
+
+class Family:
+    """SAM 2 / SAM 2.1 (the `sam2` package's SAM2Base)."""
+
+    name = "sam2"
+    mean, std = IMG_MEAN, IMG_STD  # what the predictor's frame loader normalises with
+    track_step_extra: dict = {}  # extra arguments of the network's track_step
+    max_cond_frames: int | None = None  # prompt frames memory reads (None: all)
+    max_prompt_points: int | None = None  # points the prompt encoder takes (None: all)
+
+    def check(self, net) -> None:
+        if not (net.pred_obj_scores and net.use_obj_ptrs_in_encoder and net.multimask_output_for_tracking):
+            raise ValueError("the network must predict object scores, use object pointers and multimask tracking")
+
+    def backbone_out(self, net, image: torch.Tensor) -> dict:
+        return net.forward_image(image)
+
+    def memory_attention(self, net):
+        return net.memory_attention
+
+    def memory_encoder(self, net):
+        return net.memory_encoder
+
+    def pointer_rules(self, net) -> tuple[bool, bool]:
+        """(soft: pointer visibility is sigmoid(logit), fixed: a visible pointer is scaled by it)."""
+        return net.soft_no_obj_ptr, net.fixed_no_obj_ptr
+
+    def pointer_encoding(self, net) -> tuple[bool, bool]:
+        """(pointers get a temporal encoding, it is projected from hidden_dim)."""
+        return net.add_tpos_enc_to_obj_ptrs, net.proj_tpos_enc_in_obj_ptrs
+
+    def plain_tree(self) -> TreeConfig:
+        """The tree settings under which the engine is this family's own tracker."""
+        return TreeConfig.sam2()
+
+    def mask_prompt(self, core, frame_idx: int, ff, mask: torch.Tensor):
+        """A mask prompt (bool/float [H, W] at source size) as SAM 2's predictor takes it:
+        resized to the input size, thresholded, used as the output.
+        -> (lowres [1, 1, h, w] logits, pointer [1, C], object logit [1, 1])"""
+        m = mask.to(core.device, torch.float32)[None, None]
+        size = (core.image_size,) * 2
+        if m.shape[-2:] != size:
+            m = F.interpolate(m, size=size, mode="bilinear", align_corners=False, antialias=True)
+            m = (m >= 0.5).float()
+        out = core.prompt_step(frame_idx, ff, mask_inputs=m)
+        return out["pred_masks"].float(), out["obj_ptr"], out["object_score_logits"].float()
+
+
+SAM2 = Family()
+
+
+def family_of(model) -> Family:
+    """The family of a `LoadedModel` (by its variant name)."""
+    if model.variant == "sam3":
+        return _sam3()
+    return SAM2
+
+
+@functools.cache
+def _sam3() -> Family:
+    from .sam3_family import Sam3Family
+
+    return Sam3Family()

@@ -86,28 +86,43 @@ class InferenceCore:
         return FrameFeatures(feats, pos, sizes)
 
     # ---- prompts --------------------------------------------------------------------------
-    def prompt(self, frame_idx: int, ff: FrameFeatures, points=None, labels=None, mask=None):
-        """The family's prompt path for one object (no memory): clicks/box through the SAM
-        decoder, a mask (bool [H, W] at source size) as the family's predictor takes it.
-        -> (lowres [h, w], MemoryEntry holding the object logit)"""
-        if mask is not None:
-            lowres, ptr, object_logits = self.family.mask_prompt(self, frame_idx, ff, mask)
-        else:
-            limit = self.family.max_prompt_points
-            if limit is not None and len(points) > limit:  # the predictor keeps the first and last halves
-                keep = list(range(limit // 2)) + list(range(len(points) - (limit - limit // 2), len(points)))
-                points, labels = points[keep], labels[keep]
-            point_inputs = {
-                "point_coords": points.to(self.device, torch.float32)[None],
-                "point_labels": labels.to(self.device, torch.int32)[None],
-            }
-            out = self.prompt_step(frame_idx, ff, point_inputs=point_inputs)
-            lowres, ptr, object_logits = out["pred_masks"].float(), out["obj_ptr"], out["object_score_logits"].float()
+    def prompt(self, frame_idx: int, ff: FrameFeatures, inputs: list) -> list:
+        """The family's prompt path for the objects prompted on one frame (no memory):
+        each input is (points, labels, None) for clicks/box, through the SAM decoder, or
+        (None, None, mask) with a bool [H, W] mask at source size, as the family's
+        predictor takes it. -> [(lowres [h, w], MemoryEntry holding the object logit)]"""
+        outs = [self._prompt_output(frame_idx, ff, *x) for x in inputs]
+        lowres = [o[0] for o in outs]
         # As the predictor before propagating: memory from the low-res logits, upsampled.
-        high_res = F.interpolate(lowres, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
-        mem = self._encode_memory(ff, high_res, object_logits, from_prompt=True)
-        entry = MemoryEntry(frame=frame_idx, ptr=ptr[0].float(), object_score=float(object_logits), iou=1.0, mem=mem[0])
-        return lowres[0, 0], entry
+        high_res = [F.interpolate(x, size=(self.image_size,) * 2, mode="bilinear", align_corners=False) for x in lowres]
+        if self.family.non_overlap_prompt_memories and len(outs) > 1:
+            # SAM 3 encodes the prompt frame's objects together, each pixel kept by the
+            # object of the highest logit (`_apply_non_overlapping_constraints`).
+            joint = torch.cat(high_res)
+            winner = joint.argmax(0, keepdim=True) == torch.arange(len(outs), device=self.device)[:, None, None, None]
+            joint = torch.where(winner, joint, joint.clamp(max=-10.0))
+            mems = self._encode_memory(ff, joint, torch.cat([o[2] for o in outs]), from_prompt=True)
+        else:
+            mems = torch.cat([self._encode_memory(ff, h, o[2], from_prompt=True) for h, o in zip(high_res, outs)])
+        return [
+            (low[0, 0], MemoryEntry(frame=frame_idx, ptr=ptr[0].float(), object_score=float(obj), iou=1.0, mem=mem))
+            for (low, ptr, obj), mem in zip(outs, mems)
+        ]
+
+    def _prompt_output(self, frame_idx, ff, points, labels, mask):
+        """-> (lowres [1, 1, h, w], pointer [1, C], object logit [1, 1]) of one object's prompt."""
+        if mask is not None:
+            return self.family.mask_prompt(self, frame_idx, ff, mask)
+        limit = self.family.max_prompt_points
+        if limit is not None and len(points) > limit:  # the predictor keeps the first and last halves
+            keep = list(range(limit // 2)) + list(range(len(points) - (limit - limit // 2), len(points)))
+            points, labels = points[keep], labels[keep]
+        point_inputs = {
+            "point_coords": points.to(self.device, torch.float32)[None],
+            "point_labels": labels.to(self.device, torch.int32)[None],
+        }
+        out = self.prompt_step(frame_idx, ff, point_inputs=point_inputs)
+        return out["pred_masks"].float(), out["obj_ptr"], out["object_score_logits"].float()
 
     def prompt_step(self, frame_idx: int, ff: FrameFeatures, point_inputs=None, mask_inputs=None) -> dict:
         """The network's own `track_step` on a prompt frame, without memory or memory encoder."""

@@ -27,6 +27,7 @@ class Family:
     track_step_extra: dict = {}  # extra arguments of the network's track_step
     max_cond_frames: int | None = None  # prompt frames memory reads (None: all)
     max_prompt_points: int | None = None  # points the prompt encoder takes (None: all)
+    non_overlap_prompt_memories = False  # objects prompted on one frame share no pixel in memory
 
     def check(self, net) -> None:
         if not (net.pred_obj_scores and net.use_obj_ptrs_in_encoder and net.multimask_output_for_tracking):
@@ -70,7 +71,9 @@ SAM2 = Family()
 
 
 def family_of(model) -> Family:
-    """The family of a `LoadedModel` (by its variant name)."""
+    """The family of a `LoadedModel`: its own, else by its variant name."""
+    if getattr(model, "family", None) is not None:
+        return model.family
     if model.variant == "sam3":
         return _sam3()
     return SAM2

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .tree import PROMPT_SCORE, TreeConfig, rank_weights
+from .tree import PROMPT_SCORE, TreeConfig, is_reliable, rank_weights
 
 
 @dataclass(eq=False)
@@ -42,12 +42,13 @@ class Node:
     recent: tuple = ()  # last tracked entries on this path, oldest first
 
 
-def extend(parent: Node, entry: MemoryEntry, cfg: TreeConfig) -> tuple[tuple, tuple]:
-    """The (reliable, recent) lists of a child of `parent` whose frame gave `entry`.
-    Reliable: predicted IoU > dIoU and object visible (logit > 0), strictly."""
+def extend(parent: Node, entry: MemoryEntry, cfg: TreeConfig, reliable: bool | None = None) -> tuple[tuple, tuple]:
+    """The (reliable, recent) lists of a child of `parent` whose frame gave `entry`
+    (reliable: `tree.is_reliable`, by default predicted IoU > dIoU and logit > 0,
+    unless the caller decided it for the whole frame)."""
     cap = cfg.max_memory_frames
     recent = (parent.recent + (entry,))[-cap:]
-    if entry.iou > cfg.iou_threshold and entry.object_score > 0:
+    if is_reliable(entry.iou, entry.object_score, cfg) if reliable is None else reliable:
         return (parent.reliable + (entry,))[-cap:], recent
     return parent.reliable, recent
 
@@ -67,6 +68,7 @@ def plan_memory(
     cfg: TreeConfig,
     num_maskmem: int,
     max_ptrs: int,
+    max_cond: int | None = None,
 ) -> MemoryPlan:
     """Choose the memory of the pathway ending at `leaf` for tracking `frame`.
 
@@ -75,9 +77,11 @@ def plan_memory(
     selection (SAM2Long) that is the last entries of V = the reliable entries plus
     the previous frame (always), ranked from the newest; pointers come from V
     without its oldest entry, positioned by rank. Without it (SAM 2) memory is the
-    previous frames by true distance.
+    previous frames by true distance. `max_cond` prompt frames at most are read, the
+    temporally closest (SAM 3 reads 4; None: all, as SAM 2).
     """
     n_spatial = num_maskmem - 1
+    cond = closest_prompts(cond, frame, max_cond)
     cond_spatial = [(e.mem, num_maskmem - 1, PROMPT_SCORE) for e in cond]
     # Prompt pointers only from prompts already passed (SAM 2's "pointers in the past").
     cond_ptrs = [(e.ptr, abs(frame - e.frame), PROMPT_SCORE) for e in cond]
@@ -109,6 +113,18 @@ def plan_memory(
         spatial=[(m, idx, w) for (m, idx, _), w in zip(spatial_all, fw)],
         pointers=[(p, pos, w) for (p, pos, _), w in zip(pointers_all, pw)],
     )
+
+
+def closest_prompts(cond: list[MemoryEntry], frame: int, limit: int | None) -> list[MemoryEntry]:
+    """At most `limit` prompt entries, as SAM 3 selects its conditioning frames: the
+    closest before `frame`, the closest at or after it, then the nearest others."""
+    if limit is None or len(cond) <= limit:
+        return cond
+    before = max((e for e in cond if e.frame < frame), key=lambda e: e.frame, default=None)
+    after = min((e for e in cond if e.frame >= frame), key=lambda e: e.frame, default=None)
+    chosen = [e for e in (before, after) if e is not None]
+    rest = sorted((e for e in cond if e not in chosen), key=lambda e: abs(e.frame - frame))
+    return chosen + rest[: limit - len(chosen)]
 
 
 def _selection(reliable: tuple, entry: MemoryEntry | None) -> list[MemoryEntry]:

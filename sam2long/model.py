@@ -102,6 +102,7 @@ class LoadedModel:
     variant: str
     device: torch.device
     precision: str = "fp32"  # compute precision: fp32 | bf16 | fp16
+    family: object = None  # a `family.Family`; None: the variant's (`family.family_of`)
 
     @property
     def image_size(self) -> int:

@@ -1,6 +1,6 @@
 """SAM 3's video tracker, built from the `sam3` package: groundwork for a second family.
 
-What is here (the engine does not use it yet; docs/SAM3.md has the design):
+What is here (docs/SAM3.md has the design):
 
 * `sam3_modules`: the `sam3` classes the tracker needs. `import sam3` runs its whole
   detector stack (torchvision, triton, Hugging Face hub, the BPE tokenizer); the
@@ -39,7 +39,11 @@ from pathlib import Path
 import torch
 
 from .errors import CheckpointError
+from .family import Family
+from .tree import TreeConfig
 from .weights import read_checkpoint
+
+NO_OBJ_SCORE = -1024.0  # SAM 3's (and SAM 2's) logit for "no object here"
 
 INSTALL_HINT = "install it with: pip install 'sam2long[sam3]' (or pip install sam3)"
 
@@ -487,3 +491,72 @@ def load_sam3_tracker(
     net.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in sd.items()}, strict=True)
     return net
 
+
+
+# --------------------------------------------------------------------------- the engine's family
+
+SAM3_MEAN = SAM3_STD = (0.5, 0.5, 0.5)  # what SAM 3's video pipeline feeds the shared trunk
+
+
+class Sam3Family(Family):
+    """SAM 3's tracker (`Sam3TrackerBase`) under the engine.
+
+    Normalisation: `mean` / `std` default to 0.5 / 0.5, as SAM 3's video model loads
+    frames for the tracker; the package's `Sam3TrackerPredictor.init_state(video_path=)`
+    loader uses ImageNet's (`resize.IMG_MEAN` / `IMG_STD`), which a family made with
+    those reproduces (docs/SAM3.md, "Normalisation")."""
+
+    name = "sam3"
+    track_step_extra = {"image": None}  # SAM 3's track_step and memory encoder take it; the tracker ignores it
+    max_cond_frames = 4  # the builder's max_cond_frames_in_attn
+    max_prompt_points = 16  # the predictor's max_point_num_in_prompt_enc
+    non_overlap_prompt_memories = True  # the predictor's consolidation before propagating
+
+    def __init__(self, mean=SAM3_MEAN, std=SAM3_STD):
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def check(self, net) -> None:
+        if not net.multimask_output_for_tracking:
+            raise ValueError("SAM 3's tracker must be built with multimask tracking (build_tracker_net does)")
+
+    def backbone_out(self, net, image):
+        return encode_image(net, image)
+
+    def memory_attention(self, net):
+        # RoPEAttention keeps its rotary table in a plain attribute, which moving the
+        # net does not move; SAM 3's self-attention reads it where it is.
+        device = next(net.parameters()).device
+        for module in net.transformer.modules():
+            table = getattr(module, "freqs_cis", None)
+            if isinstance(table, torch.Tensor) and table.device != device:
+                module.freqs_cis = table.to(device)
+        return net.transformer.encoder
+
+    def memory_encoder(self, net):
+        return net.maskmem_backbone
+
+    def pointer_rules(self, net):
+        return False, True  # _forward_sam_heads: hard presence, vis * ptr + (1 - vis) * no_obj_ptr
+
+    def pointer_encoding(self, net):
+        return True, True  # _get_tpos_enc: always, projected from hidden_dim
+
+    def plain_tree(self):
+        return TreeConfig.sam3()
+
+    def mask_prompt(self, core, frame_idx, ff, mask):
+        """The predictor's add_new_mask then consolidation: the pointer from the mask at
+        `input_mask_size` (1152, antialiased); the output and memory from the mask at
+        source size, thresholded to +-1024 and antialiased down to the low-res size."""
+        net = core.net
+        m = mask.to(core.device, torch.float32)[None, None]
+        side = net.input_mask_size
+        resized = m if m.shape[-2:] == (side, side) else _antialiased(m, (side, side))
+        out = core.prompt_step(frame_idx, ff, mask_inputs=resized)
+        scores = torch.where(m > 0.5, -NO_OBJ_SCORE, NO_OBJ_SCORE)
+        lowres = _antialiased(scores, (net.low_res_mask_size,) * 2)
+        return lowres, out["obj_ptr"], out["object_score_logits"].float()
+
+
+def _antialiased(x, size):
+    return torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)

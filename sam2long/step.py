@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 
 from .memory import MemoryEntry, Node, drop_unreachable, extend, plan_memory
-from .tree import Choice, TreeConfig, select_candidates
+from .tree import SAM3_MEMORY_THRESHOLD, Choice, TreeConfig, sam3_memory_score, select_candidates
 
 
 class Output(NamedTuple):
@@ -140,10 +140,8 @@ class TreeStep:
             return
         ff = core.encode_image(core.preprocess(frame))
 
-        for obj_id in starting + prompted:
-            prompt = self.prompts.by_object[obj_id][t]
-            points, labels, mask = self.prompts.model_inputs(prompt, H, W, core.image_size)
-            lowres, entry = core.prompt(t, ff, points, labels, mask)
+        inputs = [self.prompts.model_inputs(self.prompts.by_object[o][t], H, W, core.image_size) for o in starting + prompted]
+        for obj_id, (lowres, entry) in zip(starting + prompted, core.prompt(t, ff, inputs) if inputs else []):
             if obj_id in run.starts and run.starts[obj_id] == t:
                 del run.starts[obj_id]
                 root = Node(t, None, 0.0, entry.object_score, None, None)
@@ -184,7 +182,7 @@ class TreeStep:
                 if id(leaf) not in unit_of:
                     unit_of[id(leaf)] = len(units)
                     units.append(leaf)
-                    plans.append(plan_memory(leaf, t, obj.cond, cfg, core.num_maskmem, core.max_ptrs))
+                    plans.append(plan_memory(leaf, t, obj.cond, cfg, core.num_maskmem, core.max_ptrs, core.max_cond_frames))
         decoded = core.track(ff, plans, self.run.shot_length)
 
         picks, new_nodes, pending = [], {}, []
@@ -215,11 +213,15 @@ class TreeStep:
             pending.append((obj, keys))
 
         ptrs, mems = core.commit(ff, decoded, picks)
+        frame_reliable = None
+        if cfg.reliability == "sam3-joint":  # SAM 3's predictor: one decision for the frame
+            score = sam3_memory_score(decoded.object_logits_cpu, [max(ious) for ious in decoded.ious_cpu])
+            frame_reliable = score > SAM3_MEMORY_THRESHOLD
         made = {}
         for k, (key, (parent, unit, choice)) in enumerate(new_nodes.items()):
             logit = decoded.object_logits_cpu[unit]
             entry = MemoryEntry(t, ptrs[k], logit, decoded.ious_cpu[unit][choice.index], mems[k])
-            reliable, recent = extend(parent, entry, cfg)
+            reliable, recent = extend(parent, entry, cfg, frame_reliable)
             # Clones, so a kept node does not pin the whole batch's tensors.
             entry.ptr, entry.mem = entry.ptr.clone(), entry.mem.clone()
             lowres = decoded.lowres[unit, choice.index].clone()

@@ -31,6 +31,11 @@ class TreeConfig:
     key_modulation: bool = True  # weight memory keys by object-score rank
     modulation_range: tuple[float, float] = (0.95, 1.05)
     max_memory_frames: int = 15  # reliable frames kept per pathway (pointer budget - 1)
+    # which tracked frames are reliable: "iou" (SAM2Long: IoU > dIoU and logit > 0);
+    # "sam3" (SAM 3's memory filter per object: (2 sigmoid(logit) - 1) * IoU > 0.01,
+    # 0 where logit <= 0); "sam3-joint" (SAM 3's predictor: that score over all the
+    # objects tracked on the frame, one decision for all of them)
+    reliability: str = "iou"
 
     def __post_init__(self):
         if not isinstance(self.pathways, int) or self.pathways < 1:
@@ -44,11 +49,38 @@ class TreeConfig:
             raise ValueError(f"modulation_range must satisfy 0 < low <= high, got {self.modulation_range!r}")
         if self.max_memory_frames < 1:
             raise ValueError("max_memory_frames must be >= 1")
+        if self.reliability not in RELIABILITY:
+            raise ValueError(f"reliability must be one of {', '.join(RELIABILITY)}, got {self.reliability!r}")
 
     @classmethod
     def sam2(cls) -> "TreeConfig":
         """Plain SAM 2: one pathway, the last frames as memory, no key modulation."""
         return cls(pathways=1, memory_selection=False, key_modulation=False)
+
+    @classmethod
+    def sam3(cls) -> "TreeConfig":
+        """SAM 3's own tracker: one pathway, its memory selection, no key modulation."""
+        return cls(pathways=1, key_modulation=False, reliability="sam3-joint")
+
+
+RELIABILITY = ("iou", "sam3", "sam3-joint")
+SAM3_MEMORY_THRESHOLD = 0.01  # SAM 3's mf_threshold
+
+
+def sam3_memory_score(object_logits: list[float], ious: list[float]) -> float:
+    """SAM 3's `cal_mem_score` for a batch of objects, in its float32 arithmetic:
+    presence [B, 1] times best IoU [B] broadcasts to [B, B], then the mean."""
+    logits = torch.tensor(object_logits, dtype=torch.float32)[:, None]
+    presence = torch.where(logits > 0, logits.sigmoid() * 2 - 1, torch.zeros_like(logits))
+    return float((presence * torch.tensor(ious, dtype=torch.float32)).mean())
+
+
+def is_reliable(iou: float, object_logit: float, cfg: TreeConfig) -> bool:
+    """Whether a tracked frame enters the reliable memory, by `cfg.reliability`
+    ("sam3-joint" is decided per frame for all objects: `sam3_memory_score`)."""
+    if cfg.reliability == "iou":
+        return iou > cfg.iou_threshold and object_logit > 0
+    return sam3_memory_score([object_logit], [iou]) > SAM3_MEMORY_THRESHOLD
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from sam2long.memory import MemoryEntry
 class ScriptedCore:
     num_maskmem = 7
     max_ptrs = 16
+    max_cond_frames = None
     image_size = 32
     hidden_dim = 8
 
@@ -33,9 +34,9 @@ class ScriptedCore:
     def encode_image(self, image):
         return image
 
-    def prompt(self, t, ff, points, labels, mask):
+    def prompt(self, t, ff, inputs):
         mem = torch.zeros(1, 2, 2, dtype=torch.float64)
-        return torch.full((4, 4), -5.0), MemoryEntry(t, torch.zeros(8), 10.0, 1.0, mem)
+        return [(torch.full((4, 4), -5.0), MemoryEntry(t, torch.zeros(8), 10.0, 1.0, mem)) for _ in inputs]
 
     def _path_of(self, plan):
         if len(plan.spatial) == 1:  # only the prompt: the seed frame

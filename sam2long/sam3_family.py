@@ -19,9 +19,10 @@ What is here (the engine does not use it yet; docs/SAM3.md has the design):
   the same operations as the package's ``forward_image`` minus the detector neck.
 * Checkpoints: `tracker_tensors` picks the tracker's tensors out of Meta's
   ``sam3.pt`` (``detector.*`` + ``tracker.*``; the tracker reads the detector's
-  trunk and ``sam2_convs``) or a tracker-only state dict; `load_sam3_tracker`
-  reads a file with the project's safe reader (no pickled code), checks every
-  tensor by name and shape and fills the net.
+  trunk and ``sam2_convs``) or a tracker-only state dict; `tracker_from_tensors`
+  checks every tensor by name and shape and fills the net. `load_model` uses both
+  on a file it has read once; `load_sam3_tracker` reads a file with the project's
+  safe reader (no pickled code) and does the same.
 """
 
 from __future__ import annotations

@@ -64,12 +64,12 @@ def load_model(
     path = resolve_checkpoint(checkpoint, search_dirs=search_dirs, download=download, progress=progress)
     sd = read_checkpoint(path)  # once: sam3.pt is 3.45 GB
     if sam3_family.is_sam3_state_dict(sd) or sam3_family.is_sam31_state_dict(sd):
+        sd = sam3_family.sam3_tracker_tensors(sd, source=str(path))  # the detector's tensors go here
         if image_size is not None and image_size != sam3_size:
             raise ValueError(
                 f"image_size {image_size} does not apply to SAM 3 ({path}): its input size is fixed at "
                 f"{sam3_size} (a multiple of its patch size 14). Fix: leave image_size unset"
             )
-        sd = sam3_family.sam3_tracker_tensors(sd, source=str(path))  # the detector's tensors go here
         net = sam3_family.tracker_from_tensors(sd, sam3_config, source=str(path))
         del sd
         return LoadedModel.from_net(net, SAM3_VARIANT, device=device, precision=compute)

@@ -252,7 +252,7 @@ def detect_variant(state_dict: dict[str, torch.Tensor]) -> str:
             f"not a SAM 2 checkpoint: expected tensors named like '{PATCH_EMBED_KEY}' and "
             f"'{BLOCK_PREFIX}<N>.*' (Meta's SAM 2 / SAM 2.1 layout), found {len(sd)} tensors such as "
             f"{_short_list(sorted(sd), 5)}.{hint} Fix: use one of Meta's checkpoints "
-            f"({', '.join(VARIANTS)}) or a .safetensors repack with the same tensor names"
+            f"({', '.join(VARIANTS)}, or SAM 3's sam3.pt) or a .safetensors repack with the same tensor names"
         )
     if weight.dim() != 4 or tuple(weight.shape[1:]) != (3, 7, 7):
         raise CheckpointError(

@@ -1,9 +1,11 @@
-"""SAM2Long Model Loader: a checkpoint from models/sam2, handed to ComfyUI's
-model management so it is offloaded when another model needs the VRAM."""
+"""SAM2Long Model Loader: a SAM 2 or SAM 3 checkpoint from models/sam2, models/sam3
+(or core ComfyUI's SAM 3 file in models/checkpoints), handed to ComfyUI's model
+management so it is offloaded when another model needs the VRAM."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import torch
@@ -16,9 +18,23 @@ from . import paths
 from .sockets import CATEGORY, ModelType
 
 DEVICES = ["auto", "cpu"]
-# Test hook only: the network input size is 1024 for real use. A random-weight
-# tiny model at 1024 on a CPU is slow, so tests may lower it (multiple of 32).
+# Test hooks only. SAM 2's input size is 1024 for real use; a random-weight tiny
+# model at 1024 on a CPU is slow, so tests may lower it (multiple of 32). It does not
+# apply to SAM 3 (fixed at 1008: a SAM 3 file is refused while it is set); tests get
+# a reduced SAM 3 tracker instead from the second hook, a JSON object of
+# `sam3_family.Sam3TrackerConfig` fields.
 _TEST_IMAGE_SIZE_ENV = "SAM2LONG_TEST_IMAGE_SIZE"
+_TEST_SAM3_CONFIG_ENV = "SAM2LONG_TEST_SAM3_CONFIG"
+
+
+def _test_sam3_config():
+    text = os.environ.get(_TEST_SAM3_CONFIG_ENV)
+    if not text:
+        return None
+    from sam2long.sam3_family import Sam3TrackerConfig
+
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(text).items()}
+    return Sam3TrackerConfig(**fields)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -49,10 +65,10 @@ class SAM2LongModelHandle:
 
 
 class _ManagedNet(torch.nn.Module):
-    """What ModelPatcher manages: a plain container around the SAM 2 network.
+    """What ModelPatcher manages: a plain container around the SAM 2 / SAM 3 network.
 
     ModelPatcher writes bookkeeping attributes onto the module it manages (among them
-    `device`, which SAM2Base exposes as a read-only property), so it gets this
+    `device`, which SAM2Base and SAM 3's tracker expose as a read-only property), so it gets this
     wrapper; moving the wrapper moves the network."""
 
     def __init__(self, net: torch.nn.Module, device):
@@ -72,11 +88,13 @@ def _devices(device: str):
 
 
 def load_handle(path: str, precision: str = "auto", device: str = "auto",
-                image_size: int | None = None) -> SAM2LongModelHandle:
+                image_size: int | None = None, sam3_config=None) -> SAM2LongModelHandle:
+    """`sam3_config` (tests only): a reduced SAM 3 tracker's sizes, see load_model."""
     from sam2long.loading import load_model
 
     load_device, offload_device = _devices(device)
-    loaded = load_model(path, device=offload_device, precision="fp32", image_size=image_size, download=False)
+    loaded = load_model(path, device=offload_device, precision="fp32", image_size=image_size, download=False,
+                        sam3_config=sam3_config)
     patcher = None
     try:
         import comfy.model_management as mm
@@ -100,11 +118,13 @@ class SAM2LongModelLoader(io.ComfyNode):
             category=CATEGORY,
             description=(
                 "Loads a SAM 2 / SAM 2.1 checkpoint (.pt or .safetensors) from ComfyUI's models/sam2 "
-                "folder (or a 'sam2:' path in extra_model_paths.yaml). The variant is read from the "
-                "weights, not the file name."),
+                "folder, or SAM 3's sam3.pt from models/sam3 or models/checkpoints (where core ComfyUI's "
+                "SAM 3 nodes read it); more folders with 'sam2:' / 'sam3:' in extra_model_paths.yaml. "
+                "The model is read from the weights, not the file name. Only SAM 3's tracker is kept."),
             inputs=[
                 io.Combo.Input("ckpt_name", options=paths.checkpoint_choices(),
-                               tooltip="Checkpoint in models/sam2, e.g. sam2.1_hiera_large.pt."),
+                               tooltip="Checkpoint in models/sam2 or models/sam3, e.g. sam2.1_hiera_large.pt "
+                                       "or sam3.pt (SAM 3.1 files are not listed: another tracker)."),
                 io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
                                tooltip="Compute precision on CUDA; auto = bf16 where supported, else fp16. "
                                        "CPU and MPS always compute in fp32."),
@@ -117,9 +137,7 @@ class SAM2LongModelLoader(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, ckpt_name):
         # Replaces the plain "value not in list" error with one that says where the file goes.
-        import folder_paths
-
-        if not ckpt_name or folder_paths.get_full_path(paths.FOLDER, ckpt_name) is None:
+        if paths.find(ckpt_name) is None:
             return paths.missing_checkpoint_message(ckpt_name or None)
         return True
 
@@ -127,5 +145,6 @@ class SAM2LongModelLoader(io.ComfyNode):
     def execute(cls, ckpt_name, precision="auto", device="auto") -> io.NodeOutput:
         path = paths.full_path(ckpt_name)
         size = os.environ.get(_TEST_IMAGE_SIZE_ENV)
-        handle = load_handle(path, precision=precision, device=device, image_size=int(size) if size else None)
+        handle = load_handle(path, precision=precision, device=device, image_size=int(size) if size else None,
+                             sam3_config=_test_sam3_config())
         return io.NodeOutput(handle)

@@ -1,11 +1,12 @@
-"""Where SAM 2 checkpoints come from: names, local folders, the cache, downloads.
+"""Where checkpoints come from: names, local folders, the cache, downloads.
 
 `resolve_checkpoint` turns what a user typed (a file path, or a model name such as
-``"sam2.1_hiera_tiny"``, ``"sam2.1_hiera_tiny.pt"`` or the common repack name
-``"sam2.1_hiera_tiny-fp16.safetensors"``) into an existing file. For a name it
-looks in the folders it is given (the ComfyUI node passes its ``models/sam2``
+``"sam2.1_hiera_tiny"``, ``"sam2.1_hiera_tiny.pt"``, the common repack name
+``"sam2.1_hiera_tiny-fp16.safetensors"`` or ``"sam3"``) into an existing file. For
+a name it looks in the folders it is given (the ComfyUI node passes its model
 folders), then in the cache folder, and downloads Meta's official file into the
-cache as a last resort.
+cache as a last resort. SAM 3's ``sam3.pt`` comes from a gated Hugging Face repo:
+the request carries ``$HF_TOKEN`` when set, and a refusal says how to get access.
 
 Downloads go to a temporary file next to the final one and are renamed into place
 only once complete and checked (by `weights.verify_checkpoint`: this module calls
@@ -22,9 +23,16 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .catalog import CHECKPOINT_SUFFIXES, FULL_PRECISION_TAGS, checkpoint_url, split_name
+from .catalog import (
+    CHECKPOINT_SUFFIXES,
+    FULL_PRECISION_TAGS,
+    MODEL_NAMES,
+    SAM3_NAME,
+    checkpoint_url,
+    how_to_get,
+    split_name,
+)
 from .errors import CheckpointError
-from .model import VARIANTS
 from .weights import verify_checkpoint
 
 # model name -> SHA-256 of Meta's official file. Deliberately empty: a value is
@@ -34,6 +42,7 @@ from .weights import verify_checkpoint
 KNOWN_SHA256: dict[str, str] = {}
 
 CACHE_ENV = "SAM2LONG_CACHE"
+TOKEN_ENV = "HF_TOKEN"  # sent to huggingface.co only (SAM 3's repo is gated)
 _CHUNK = 1 << 20
 
 
@@ -114,21 +123,20 @@ def resolve_checkpoint(
     if path.is_dir():
         raise CheckpointError(
             f"{path} is a folder, not a checkpoint file; pass the path of a .pt or .safetensors "
-            f"file inside it, or a model name ({', '.join(VARIANTS)})"
+            f"file inside it, or a model name ({', '.join(MODEL_NAMES)})"
         )
     variant, _ = split_name(path.name)
     search_dirs = [Path(os.fspath(d)).expanduser() for d in search_dirs]
     if variant is None:
         raise CheckpointError(
             f"checkpoint file not found: {_shown(path)}. Pass the path of an existing SAM 2 / SAM 2.1 "
-            f"checkpoint (.pt, .pth or .safetensors), or one of the model names "
-            f"({', '.join(VARIANTS)}) to find it in the model folders or download it"
+            f"or SAM 3 checkpoint (.pt, .pth or .safetensors), or one of the model names "
+            f"({', '.join(MODEL_NAMES)}) to find it in the model folders or download it"
         )
-    url = checkpoint_url(variant)
     has_folder = path.is_absolute() or len(path.parts) > 1
     if has_folder:
         raise CheckpointError(
-            f"checkpoint file not found: {_shown(path)}. Download {url} and save it there, "
+            f"checkpoint file not found: {_shown(path)}. Fix: {how_to_get(variant)} and save it there, "
             f"or pass just the model name {variant!r} to look for it in the model folders "
             f"and the cache ({cache_dir()}) and download it automatically"
         )
@@ -139,19 +147,31 @@ def resolve_checkpoint(
     if not download:
         raise CheckpointError(
             f"checkpoint {variant!r} not found in {_where_to_put(variant, [*search_dirs, cache_dir()])}. "
-            f"Download {url} and put {variant}.pt in {_where_to_put(variant, search_dirs or [cache_dir()])}"
-            f" (or allow downloading it: download=True)"
+            f"Fix: {how_to_get(variant)} and put {variant}.pt in "
+            f"{_where_to_put(variant, search_dirs or [cache_dir()])} (or allow downloading it: download=True)"
         )
     return download_checkpoint(variant, progress=progress, urlopen=urlopen, also_dirs=search_dirs)
 
 
 def _open(urlopen, url, timeout):
-    if urlopen is None:
-        from urllib.request import Request
-        from urllib.request import urlopen as _urlopen
+    from urllib.parse import urlsplit
+    from urllib.request import Request
+    from urllib.request import urlopen as _urlopen
 
-        return _urlopen(Request(url, headers={"User-Agent": "sam2long"}), timeout=timeout)
-    return urlopen(url, timeout=timeout)
+    headers = {"User-Agent": "sam2long"}
+    token = os.environ.get(TOKEN_ENV)
+    if token and urlsplit(url).hostname == "huggingface.co":  # never sent elsewhere
+        headers["Authorization"] = f"Bearer {token}"
+    return (urlopen or _urlopen)(Request(url, headers=headers), timeout=timeout)
+
+
+def _verify(path: Path, name: str) -> None:
+    if name == SAM3_NAME:
+        from .sam3_family import verify_sam3_checkpoint
+
+        verify_sam3_checkpoint(path)
+    else:
+        verify_checkpoint(path, expected_variant=name)
 
 
 def download_checkpoint(
@@ -164,14 +184,16 @@ def download_checkpoint(
     timeout: float = 60.0,
     also_dirs: Iterable[str | os.PathLike] = (),
 ) -> Path:
-    """Download the official checkpoint of `variant` into `dest_dir` (default: cache).
+    """Download the official checkpoint of `variant` (a model name) into `dest_dir`
+    (default: cache).
 
     The bytes go to a temporary file in `dest_dir`; after the download is complete,
     its size matches the server's Content-Length, its SHA-256 matches
     `KNOWN_SHA256` (when a verified value is known) and its tensors are those of
     `variant`, it is renamed to ``<variant>.pt``. Otherwise it is deleted and a
     `CheckpointError` says where to get the file by hand. `also_dirs` are only
-    mentioned in that message as other places to put the file.
+    mentioned in that message as other places to put the file. For SAM 3 the
+    request carries ``$HF_TOKEN``; a refusal (401/403) says how to get access.
     """
     from urllib.error import HTTPError
 
@@ -180,7 +202,9 @@ def download_checkpoint(
     file_name = f"{variant}.pt"
     final = dest_dir / file_name
     places = _where_to_put(variant, [*also_dirs, dest_dir])
-    manual = f"Fix: download {url} by hand and put it in {places} as {file_name}."
+    manual = f"Fix: {how_to_get(variant)} and put it in {places} as {file_name}."
+    if variant == SAM3_NAME:
+        manual += f" Or set {TOKEN_ENV} to a Hugging Face token of an account that accepted the licence."
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{file_name}.", suffix=".part", dir=dest_dir)
@@ -211,8 +235,9 @@ def download_checkpoint(
                 finally:
                     bar.close()
         except HTTPError as e:
+            refused = " (access refused: the repo is gated)" if variant == SAM3_NAME and e.code in (401, 403) else ""
             raise CheckpointError(
-                f"could not download {file_name} from {url}: HTTP {e.code} {e.reason}. {manual}"
+                f"could not download {file_name} from {url}: HTTP {e.code} {e.reason}{refused}. {manual}"
             ) from e
         except (OSError, ValueError, EOFError) as e:
             # URLError, timeouts, refused connections, resets and http.client
@@ -237,7 +262,7 @@ def download_checkpoint(
                 f"{expected_hash}: the file is corrupt or was changed. Try again. {manual}"
             )
         try:
-            verify_checkpoint(tmp, expected_variant=variant)
+            _verify(tmp, variant)
         except CheckpointError as e:
             raise CheckpointError(
                 f"the file downloaded from {url} failed its check: {e}. {manual}"

@@ -484,9 +484,10 @@ def run_track(args, *, model=None, stdout=None) -> int:
 def _add_common(p: argparse.ArgumentParser, checkpoint_default=None):
     p.add_argument("--checkpoint", required=checkpoint_default is None, default=checkpoint_default,
                    metavar="CKPT",
-                   help="a SAM 2 / SAM 2.1 checkpoint file (.pt or .safetensors) or a model name such as "
-                        "sam2.1_hiera_large, found in the cache ($SAM2LONG_CACHE, default ~/.cache/sam2long) "
-                        "or downloaded there on first use"
+                   help="a SAM 2 / SAM 2.1 or SAM 3 checkpoint file (.pt or .safetensors, e.g. sam3.pt) or a "
+                        "model name such as sam2.1_hiera_large or sam3, found in the cache ($SAM2LONG_CACHE, "
+                        "default ~/.cache/sam2long) or downloaded there on first use (sam3: a gated Hugging Face "
+                        "repo; accept the SAM License at huggingface.co/facebook/sam3 and set HF_TOKEN)"
                         + (f" (default: {checkpoint_default})" if checkpoint_default else ""))
     p.add_argument("--out", required=checkpoint_default is None, default=None if checkpoint_default is None
                    else "sam2long_demo", metavar="DIR", help="output folder for the masks and preview.mp4")
@@ -527,7 +528,9 @@ def _add_common(p: argparse.ArgumentParser, checkpoint_default=None):
     run.add_argument("--json", action="store_true",
                      help="print one JSON object per committed frame on stdout, then a summary line")
     run.add_argument("--no-preview", action="store_true", help="skip preview.mp4")
-    run.add_argument("--image-size", type=_pos_int, default=None, help=argparse.SUPPRESS)
+    run.add_argument("--image-size", type=_pos_int, default=None, metavar="N",
+                     help="network input size, SAM 2 only (default 1024, a multiple of 32; smaller is faster and "
+                          "coarser); SAM 3's is fixed at 1008")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,7 +27,7 @@ from typing import Iterable
 
 import torch
 
-from .catalog import CHECKPOINT_URLS, variant_from_name
+from .catalog import CHECKPOINT_URLS, how_to_get, variant_from_name
 from .errors import CheckpointError
 from .model import VARIANTS, build_net
 
@@ -74,11 +74,11 @@ def _sniff(path: Path) -> str:
 
 
 def _fix_for(path: Path) -> str:
-    variant = variant_from_name(path)
-    if variant:
+    name = variant_from_name(path)
+    if name:
         return (
-            f"delete it and download it again ({CHECKPOINT_URLS[variant]} for {variant}, "
-            f"or pass the name {variant!r} to download it automatically)"
+            f"delete it and get it again ({how_to_get(name)}; "
+            f"or pass the name {name!r} to download it automatically)"
         )
     return "delete it and download the checkpoint again (an interrupted download leaves such a file)"
 
@@ -252,7 +252,7 @@ def detect_variant(state_dict: dict[str, torch.Tensor]) -> str:
             f"not a SAM 2 checkpoint: expected tensors named like '{PATCH_EMBED_KEY}' and "
             f"'{BLOCK_PREFIX}<N>.*' (Meta's SAM 2 / SAM 2.1 layout), found {len(sd)} tensors such as "
             f"{_short_list(sorted(sd), 5)}.{hint} Fix: use one of Meta's checkpoints "
-            f"({', '.join(VARIANTS)}) or a .safetensors repack with the same tensor names"
+            f"({', '.join(VARIANTS)}, or SAM 3's sam3.pt) or a .safetensors repack with the same tensor names"
         )
     if weight.dim() != 4 or tuple(weight.shape[1:]) != (3, 7, 7):
         raise CheckpointError(
@@ -314,8 +314,13 @@ def check_state_dict(
 def read_variant(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str]:
     """(tensors, variant) of a checkpoint file; errors name the file."""
     sd = read_checkpoint(path)
+    return sd, file_variant(sd, path)
+
+
+def file_variant(sd: dict[str, torch.Tensor], path: str | os.PathLike) -> str:
+    """`detect_variant` of a file's tensors, with the file named in errors."""
     try:
-        return sd, detect_variant(sd)
+        return detect_variant(sd)
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
 

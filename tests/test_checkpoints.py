@@ -68,12 +68,16 @@ class FakeResponse(io.BytesIO):
 
 
 class FakeOpener:
+    """Stands in for urllib.request.urlopen; records the URLs and the requests."""
+
     def __init__(self, make):
         self.make = make
         self.calls = []
+        self.requests = []
 
-    def __call__(self, url, timeout=None):
-        self.calls.append(url)
+    def __call__(self, request, timeout=None):
+        self.calls.append(request.full_url)
+        self.requests.append(request)
         return self.make()
 
 
@@ -93,7 +97,7 @@ def test_official_urls():
         folder = "092824" if v.startswith("sam2.1") else "072824"
         assert url == f"https://dl.fbaipublicfiles.com/segment_anything_2/{folder}/{v}.pt"
     assert checkpoint_url(TINY) == TINY_URL
-    with pytest.raises(CheckpointError, match="unknown SAM 2 model name"):
+    with pytest.raises(CheckpointError, match="unknown model name"):
         checkpoint_url("sam3_hiera_tiny")
 
 

@@ -5,8 +5,6 @@ Skipped when `sam3` is not importable. Models are reduced random-weight trackers
 built from the package's own classes (`REDUCED`); one test builds the full size.
 """
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
@@ -21,18 +19,9 @@ except ImportError as e:  # the optional extra is not installed
     pytest.skip(f"sam3 is not importable: {e}", allow_module_level=True)
 
 from conftest import moving_square_clip  # noqa: E402
+from sam3_testing import FAKE_DETECTOR, REDUCED, official_layout  # noqa: E402
 
-# 224 px = a 16x16 token grid; a 2-block, 64-wide ViT; everything after the trunk
-# (necks, memory attention, memory encoder, decoder) keeps SAM 3's real sizes.
-REDUCED = replace(
-    fam.SAM3, image_size=224, embed_dim=64, depth=2, num_heads=2, global_att_blocks=(1,), window_size=8, pretrain_img_size=112
-)
 LOWRES = REDUCED.image_size // 14 * 4  # the decoder's mask side: 64
-FAKE_DETECTOR = {  # stand-ins for what sam3.pt holds besides the tracker
-    "detector.backbone.language_backbone.encoder.token_embedding.weight": torch.zeros(4, 8),
-    "detector.transformer.decoder.query_embed.weight": torch.zeros(3, 8),
-    "detector.segmentation_head.pixel_decoder.conv.weight": torch.zeros(2, 2),
-}
 
 
 def reference_predictor(seed=0):
@@ -40,15 +29,6 @@ def reference_predictor(seed=0):
     with_backbone=True) makes it, at the reduced sizes."""
     torch.manual_seed(seed)
     return fam.build_tracker_net(REDUCED, predictor=True)
-
-
-def official_layout(net) -> dict:
-    """`net`'s tensors as Meta's sam3.pt names them (plus detector-only tensors)."""
-    sd = {}
-    for name, tensor in net.state_dict().items():
-        prefix = fam.DETECTOR_PREFIX if name.startswith(fam.VISION_PREFIX) else fam.TRACKER_PREFIX
-        sd[prefix + name] = tensor.clone()
-    return {**sd, **FAKE_DETECTOR}
 
 
 @pytest.fixture

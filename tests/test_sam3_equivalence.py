@@ -30,7 +30,7 @@ from sam2long.tracker import Tracker  # noqa: E402
 from sam2long.tree import TreeConfig  # noqa: E402
 
 from conftest import moving_square_clip  # noqa: E402
-from test_sam3 import REDUCED  # noqa: E402  (moves to sam3_testing)
+from sam3_testing import REDUCED  # noqa: E402
 
 LOGIT_TOL = 1e-5
 H, W, N = 72, 96, 12

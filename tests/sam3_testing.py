@@ -1,0 +1,31 @@
+"""Shared SAM 3 test material: a reduced random-weight tracker's sizes and Meta's
+sam3.pt layout built from a net (imported by the SAM 3 test modules).
+
+Import this only after checking that `sam3` is importable (the tests skip otherwise).
+"""
+
+from dataclasses import replace
+
+import torch
+
+from sam2long import sam3_family as fam
+
+# 224 px = a 16x16 token grid; a 2-block, 64-wide ViT; everything after the trunk
+# (necks, memory attention, memory encoder, decoder) keeps SAM 3's real sizes.
+REDUCED = replace(
+    fam.SAM3, image_size=224, embed_dim=64, depth=2, num_heads=2, global_att_blocks=(1,), window_size=8, pretrain_img_size=112
+)
+FAKE_DETECTOR = {  # stand-ins for what sam3.pt holds besides the tracker
+    "detector.backbone.language_backbone.encoder.token_embedding.weight": torch.zeros(4, 8),
+    "detector.transformer.decoder.query_embed.weight": torch.zeros(3, 8),
+    "detector.segmentation_head.pixel_decoder.conv.weight": torch.zeros(2, 2),
+}
+
+
+def official_layout(net) -> dict:
+    """`net`'s tensors as Meta's sam3.pt names them (plus detector-only tensors)."""
+    sd = {}
+    for name, tensor in net.state_dict().items():
+        prefix = fam.DETECTOR_PREFIX if name.startswith(fam.VISION_PREFIX) else fam.TRACKER_PREFIX
+        sd[prefix + name] = tensor.clone()
+    return {**sd, **FAKE_DETECTOR}

@@ -206,6 +206,26 @@ def test_backward_and_both_directions(small):
     assert all(backward[t].masks.shape == (1, 72, 96) for t in backward)
 
 
+@pytest.mark.parametrize("tree", [TreeConfig(), TreeConfig.sam3()], ids=["P3", "sam3"])
+def test_corrections_and_new_objects_on_a_later_chunk(small, tree):
+    """A mask correction takes effect on its frame (nothing before it changes); given on a
+    resumed chunk with a new object, it gives what one run with all the prompts gives."""
+    clip = moving_square_clip(n=10)
+    mask = torch.zeros(72, 96, dtype=torch.bool)
+    mask[20:50, 30:70] = True
+    start = ("add_points", 0, 1, [(30, 20)], [1])
+    later = [("add_mask", 5, 1, mask), ("add_points", 6, 3, [(70, 50)], [1])]
+    plain, _ = track(small, clip, [start], tree)
+    whole, _ = track(small, clip, [start, *later], tree)
+    assert_same(whole, plain, range(5))
+    iou = (whole[5].masks[0] & mask).sum() / (whole[5].masks[0] | mask).sum()
+    assert iou > 0.9  # the prompt's mask is the output on its frame (up to low-res resampling)
+    assert whole[6].obj_ids == [1, 3]
+    _, tracker = track(small, clip[:4], [start], tree, shot_length=len(clip))
+    rest, _ = track(small, clip[4:], later, tracker=Tracker.resume(small, tracker.state()), first_index=4)
+    assert_same(rest, whole, range(5, 10))
+
+
 # --------------------------------------------------------------------------- the product's doors
 
 W, H, N = 72, 56, 5

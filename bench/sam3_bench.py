@@ -266,7 +266,7 @@ def render(results: list, fmt_bytes) -> list:
               "off = `TreeConfig.sam3()` / `TreeConfig.sam2()` (the family's own tracker); P=3 agreeing = "
               "`TreeConfig(pathways=3, uncertainty=0.0)` (certain-frames rule: the three pathways stay one node, "
               "computed once); P=3 distinct = `TreeConfig(pathways=3, uncertainty=1e6)` (every frame picked for "
-              "diversity: the pathways split on the second tracked frame). 'Pathways computed' is the number of "
+              "diversity: the pathways split from the second tracked frame on). 'Pathways computed' is the number of "
               "memory plans the engine's `track` received on each frame (hooked).", "",
               f"| model @ input | mode | encoder {unit} | tracked step {unit} | **per frame {unit}** | per frame wall s "
               f"| pathways computed per frame | memory frames / pointers read | frames averaged | step {unit} by "

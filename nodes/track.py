@@ -161,7 +161,7 @@ class SAM2LongTrack(io.ComfyNode):
             display_name="SAM2Long Track",
             category=CATEGORY,
             description=(
-                "Tracks the prompted objects with SAM 2 and SAM2Long's memory tree through exactly one of: "
+                "Tracks the prompted objects with SAM 2 or SAM 3 and SAM2Long's memory tree through exactly one of: "
                 "images (an IMAGE batch), shot (from SAM2Long Load Shot) or video (core VIDEO). A shot or "
                 "video is streamed one frame at a time and its masks are spilled to disk, so memory does "
                 "not grow with the shot; 'masks' then holds only the first tracked frame (use Track To "

@@ -68,7 +68,8 @@ colour:
 
 tree:
   --pathways P keeps P alternative memory histories per object and picks the best
-  one; --sam2 runs plain SAM 2 (one greedy history) for comparison.
+  one; --sam2 (or --no-tree) runs the model's own tracker for comparison: plain
+  SAM 2 (one greedy history), or SAM 3's tracker for a SAM 3 checkpoint.
   Raise --uncertainty or lower --iou-threshold when an object is lost after an
   occlusion; --max-lag K bounds how far the written masks trail the tracking.
 """
@@ -279,11 +280,12 @@ def _load_model(args):
 
 
 def build_tracker(model, args, prompts):
+    from .family import family_of
     from .tracker import Tracker
     from .tree import TreeConfig
 
-    if args.sam2:
-        tree = TreeConfig.sam2()
+    if args.sam2:  # the model's own tracker: SAM 2's for SAM 2, SAM 3's for SAM 3
+        tree = family_of(model).plain_tree()
     else:
         tree = TreeConfig(pathways=args.pathways, iou_threshold=args.iou_threshold, uncertainty=args.uncertainty)
     tracker = Tracker(model, tree=tree, max_lag=args.max_lag)
@@ -505,9 +507,10 @@ def _add_common(p: argparse.ArgumentParser, checkpoint_default=None):
     tree.add_argument("--uncertainty", type=float, default=paper.uncertainty, metavar="U",
                       help=f"when every pathway's |object score| is at most U, keep diverse candidates "
                            f"instead of the top scores (default {paper.uncertainty})")
-    tree.add_argument("--sam2", action="store_true",
-                      help="plain SAM 2 instead of the memory tree (ignores the three options above), "
-                           "for comparison")
+    tree.add_argument("--sam2", "--no-tree", dest="sam2", action="store_true",
+                      help="the model's own tracker instead of the memory tree, for comparison (ignores the "
+                           "three options above): plain SAM 2 for a SAM 2 checkpoint, SAM 3's tracker with its "
+                           "own memory-frame filter for SAM 3")
     tree.add_argument("--max-lag", type=_max_lag, default=None, metavar="K",
                       help="force masks out at most K frames (K >= 1) behind tracking (bounded memory; an "
                            "approximation). Default: exact, masks come out when all pathways agree")

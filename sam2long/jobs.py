@@ -80,14 +80,15 @@ def _track_parser() -> argparse.ArgumentParser:
 
 
 def track_options(track: argparse.ArgumentParser) -> dict[str, argparse.Action]:
-    """Shot keys that are track options: `iou-threshold` and `iou_threshold` alike."""
+    """Shot keys that are track options: `iou-threshold` and `iou_threshold` alike, and
+    every alias (`sam2` and `no-tree`)."""
     options = {}
     for action in track._actions:
-        longs = [s for s in action.option_strings if s.startswith("--")]
-        if not longs or action.dest in _NOT_SHOT_OPTIONS:
+        if action.dest in _NOT_SHOT_OPTIONS:
             continue
-        name = longs[0][2:]
-        options[name] = options[name.replace("-", "_")] = action
+        for flag in action.option_strings:
+            if flag.startswith("--"):
+                options[flag[2:]] = options[flag[2:].replace("-", "_")] = action
     return options
 
 

@@ -235,6 +235,14 @@ def test_check_and_foreign_output(workdir, capsys):
     assert rc == 0
 
 
+def test_option_aliases_are_shot_keys(workdir):
+    # `no-tree` / `no_tree` is --sam2's alias: the same track arguments as `sam2: true`
+    shots = [{k: v for k, v in SHOTS[2].items() if k != "sam2"} | {key: True, "output": f"out/{i}"}
+             for i, key in enumerate(["no-tree", "no_tree", "sam2"])]
+    got = [vars(s.track_args("o")) for s in jobs.load_job(write_job(workdir, shots))]
+    assert got[0]["sam2"] and got[0] == got[1] == got[2]
+
+
 def test_engine_options_refused_clearly(workdir, capsys, monkeypatch):
     job = write_job(workdir)
     rc, _, err = batch([job, "--workers", "2"], capsys)

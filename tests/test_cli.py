@@ -222,6 +222,21 @@ def test_tree_defaults_are_the_library_defaults():
         paper.pathways, paper.iou_threshold, paper.uncertainty)
 
 
+@pytest.mark.parametrize("switch", ["--sam2", "--no-tree"])
+def test_tree_off_is_the_models_own_tracker(net, switch, capsys):
+    from sam2long.model import LoadedModel
+    from sam2long.prompts import PromptSet
+    from sam2long.tree import TreeConfig
+
+    args = cli.build_parser().parse_args(["track", "v.mp4", "--checkpoint", "x", "--out", "o", switch])
+    model = LoadedModel.from_net(net, "sam2.1_hiera_tiny", device="cpu")
+    assert cli.build_tracker(model, args, PromptSet()).tree == TreeConfig.sam2()
+    rc, out, _ = run(["track", "--help"], capsys)
+    flat = " ".join(out.split())
+    assert "--sam2, --no-tree" in flat
+    assert "plain SAM 2 for a SAM 2 checkpoint, SAM 3's tracker with its own memory-frame filter for SAM 3" in flat
+
+
 @pytest.mark.parametrize("device", ["cuda", "mps"])
 def test_absent_device_exit_2(clip, tmp_path, capsys, in_memory_model, monkeypatch, device):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -6,7 +6,9 @@ throw-away base directory: custom_nodes/ holds a link to this repository, a
 random-weight sam2.1_hiera_tiny checkpoint is registered through
 extra_model_paths.yaml, and input/bedroom.mp4 is a short, small cut of the demo
 clip. The example workflows' API-format copies (tests/workflows_api) are queued
-with POST /prompt and checked through /history and the files they wrote.
+with POST /prompt and checked through /history and the files they wrote. A second
+server runs the long-shot workflow on a reduced random-weight SAM 3 tracker from
+models/sam3 (skipped where the sam3 package is missing).
 """
 
 from __future__ import annotations
@@ -94,27 +96,20 @@ def _post(url, data):
         return e.code, json.loads(e.read() or b"{}")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    import torch
-
-    sys.path.insert(0, REPO)
-    from sam2long.model import build_net
-
-    base = tmp_path_factory.mktemp("comfy_base")
+def _start_server(base, checkpoints: dict, env_extra: dict):
+    """A ComfyUI server on `base` with this pack, `checkpoints` ({folder kind: path}) registered
+    through extra_model_paths.yaml and the demo cut in input/. Yields the server, then stops it."""
     for d in ("custom_nodes", "models", "input", "output", "user"):
         (base / d).mkdir()
     os.symlink(REPO, base / "custom_nodes" / PACK)
-    ckpts = tmp_path_factory.mktemp("ckpts")
-    (ckpts / "sam2").mkdir()
-    torch.manual_seed(0)
-    torch.save({"model": build_net("sam2.1_hiera_tiny").state_dict()}, ckpts / "sam2" / CKPT)
     extra = base / "extra_model_paths.yaml"
-    extra.write_text(f"sam2long_tests:\n    base_path: {ckpts}\n    sam2: sam2\n")
+    lines = [f"    {kind}: {path.parent}" for kind, path in checkpoints.items()]
+    extra.write_text("sam2long_tests:\n    base_path: /\n" + "\n".join(lines) + "\n")
     _clip(str(base / "input" / "bedroom.mp4"))
     port = _free_port()
     log = open(base / "server.log", "w")
-    env = dict(os.environ, SAM2LONG_TEST_IMAGE_SIZE=IMAGE_SIZE, PYTHONUNBUFFERED="1")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAM2LONG_TEST_")}
+    env.update(env_extra, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [os.environ.get("COMFYUI_PYTHON", sys.executable), "main.py", "--cpu", "--listen", "127.0.0.1",
          "--port", str(port), "--disable-auto-launch", "--base-directory", str(base),
@@ -141,9 +136,24 @@ def server(tmp_path_factory):
             proc.kill()
         log.close()
         if os.environ.get("SAM2LONG_KEEP_SERVER_FILES"):
-            dest = os.environ["SAM2LONG_KEEP_SERVER_FILES"]
+            dest = os.path.join(os.environ["SAM2LONG_KEEP_SERVER_FILES"], base.name)
             shutil.copytree(base / "output", os.path.join(dest, "output"), dirs_exist_ok=True)
             shutil.copy(base / "server.log", os.path.join(dest, "server.log"))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import torch
+
+    sys.path.insert(0, REPO)
+    from sam2long.model import build_net
+
+    ckpt = tmp_path_factory.mktemp("ckpts") / "sam2" / CKPT
+    ckpt.parent.mkdir()
+    torch.manual_seed(0)
+    torch.save({"model": build_net("sam2.1_hiera_tiny").state_dict()}, ckpt)
+    yield from _start_server(tmp_path_factory.mktemp("comfy_base"), {"sam2": ckpt},
+                             {"SAM2LONG_TEST_IMAGE_SIZE": IMAGE_SIZE})
 
 
 def _queue(server, prompt, timeout=900):
@@ -159,12 +169,12 @@ def _queue(server, prompt, timeout=900):
     raise TimeoutError(f"prompt {pid} did not finish")
 
 
-def _workflow(name):
+def _workflow(name, ckpt=CKPT):
     with open(os.path.join(API_DIR, name + ".json")) as f:
         prompt = json.load(f)
     for node in prompt.values():
         if node["class_type"] == "SAM2LongModelLoader":
-            node["inputs"]["ckpt_name"] = CKPT
+            node["inputs"]["ckpt_name"] = ckpt
     for nid, inputs in OVERRIDES.get(name, {}).items():
         prompt[nid]["inputs"].update(inputs)
     return prompt
@@ -270,3 +280,46 @@ def test_missing_checkpoint_message(server):
     assert status == 400
     text = json.dumps(body)
     assert "sam2.1_hiera_large.pt" in text and "models" in text and "sam2" in text
+
+
+@pytest.fixture(scope="module")
+def sam3_server(tmp_path_factory):
+    """A server whose model is a reduced random-weight SAM 3 tracker in Meta's sam3.pt
+    layout, in models/sam3, loaded through the pack's test hook for the reduced sizes."""
+    import dataclasses
+
+    import torch
+
+    sys.path.insert(0, REPO)
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    from sam2long import sam3_family
+
+    try:
+        sam3_family.sam3_modules()
+        ok = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), "-c",
+                             "import importlib.util, sys; sys.exit(importlib.util.find_spec('sam3') is None)"],
+                            capture_output=True).returncode == 0
+    except ImportError:
+        ok = False
+    if not ok:
+        pytest.skip("the sam3 package is not installed here and in COMFYUI_PYTHON")
+    from sam3_testing import REDUCED, official_layout
+
+    ckpt = tmp_path_factory.mktemp("ckpts") / "sam3" / SAM3_CKPT
+    ckpt.parent.mkdir()
+    torch.manual_seed(0)
+    torch.save(official_layout(sam3_family.build_tracker_net(REDUCED)), ckpt)
+    config = json.dumps(dataclasses.asdict(REDUCED))
+    yield from _start_server(tmp_path_factory.mktemp("comfy_sam3"), {"sam3": ckpt},
+                             {"SAM2LONG_TEST_SAM3_CONFIG": config})
+
+
+SAM3_CKPT = "random_sam3.pt"
+
+
+def test_sam3_long_shot_to_disk(sam3_server):
+    """The streamed long-shot workflow on SAM 3's tracker, with the tree."""
+    assert SAM3_CKPT in json.dumps(_get(sam3_server.url + "/object_info/SAM2LongModelLoader"))
+    h = _queue(sam3_server, _workflow("sam2long_long_shot_to_disk", ckpt=SAM3_CKPT))
+    assert h["status"]["status_str"] == "success", json.dumps(h["status"], indent=1)[-3000:]
+    assert _mattes(sam3_server, "sam2long/long_shot/0") == {i: (WIDTH, HEIGHT) for i in range(N_FRAMES)}

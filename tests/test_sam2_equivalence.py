@@ -7,7 +7,7 @@ also what torch picks by default here; tests/test_attention.py checks that). Inp
 are bit-equal (tests/test_resize.py). With one object the logits are bit-equal too.
 With several, SAM 2's predictor runs the networks once per object and we run them
 once per frame for all objects, so sums differ in the last bits (measured: up to
-4e-7): logits agree to LOGIT_TOL, and a mask pixel may differ only where the
+4e-7): logits agree to LOGIT_TOL (tests/equivalence.py), and a mask pixel may differ only where the
 reference logit is within LOGIT_TOL of 0."""
 
 import numpy as np
@@ -19,13 +19,13 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from sam2long import cli
 from sam2long.frames import open_frames
 from sam2long.model import LoadedModel
-from sam2long.tracker import Tracker
 from sam2long.tree import TreeConfig
 
 from conftest import MEDIA, moving_square_clip, small_net
+from equivalence import assert_same
+from equivalence import our_run as track_folder
 
 PREDICTOR = "sam2.sam2_video_predictor.SAM2VideoPredictor"
-LOGIT_TOL = 1e-5
 
 
 def write_jpegs(frames, folder):
@@ -59,33 +59,7 @@ def reference_run(variant, video_path, prompts, reverse=False, start=None):
 
 
 def our_run(model, video_path, prompts, direction="forward"):
-    tracker = Tracker(model, TreeConfig.sam2())
-    for kind, frame, obj, value in prompts:
-        if kind == "points":
-            tracker.add_points(frame, obj, *value)
-        elif kind == "box":
-            tracker.add_box(frame, obj, value)
-        else:
-            tracker.add_mask(frame, obj, value)
-    out = {}
-    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-        for r in tracker.propagate(open_frames(video_path), direction=direction, return_logits=True):
-            out[r.frame_idx] = {o: r.logits[i] for i, o in enumerate(r.obj_ids)}
-    return out
-
-
-def assert_same(ours, ref, frames, exact=False):
-    assert sorted(ours) == sorted(ref) == sorted(frames)
-    for t in frames:
-        assert sorted(ours[t]) == sorted(ref[t]), t
-        for o, logits in ref[t].items():
-            mine = ours[t][o]
-            if exact:
-                assert torch.equal(mine, logits), f"frame {t} object {o}: logits differ"
-                continue
-            torch.testing.assert_close(mine, logits, atol=LOGIT_TOL, rtol=0)
-            flipped = (mine > 0) != (logits > 0)
-            assert (logits[flipped].abs() <= LOGIT_TOL).all(), f"frame {t} object {o}: masks differ"
+    return track_folder(model, video_path, prompts, TreeConfig.sam2(), direction)
 
 
 @pytest.fixture(scope="module")

@@ -23,16 +23,15 @@ try:
 except ImportError as e:  # the optional extra is not installed
     pytest.skip(f"sam3 is not importable: {e}", allow_module_level=True)
 
-from sam2long.frames import open_frames  # noqa: E402
 from sam2long.model import LoadedModel  # noqa: E402
 from sam2long.resize import IMG_MEAN, IMG_STD  # noqa: E402
-from sam2long.tracker import Tracker  # noqa: E402
 from sam2long.tree import TreeConfig  # noqa: E402
 
 from conftest import moving_square_clip  # noqa: E402
+from equivalence import assert_same  # noqa: E402
+from equivalence import our_run as track_folder  # noqa: E402
 from sam3_testing import REDUCED  # noqa: E402
 
-LOGIT_TOL = 1e-5
 H, W, N = 72, 96, 12
 # Object logits of this random tracker sit near +0.15 on every frame; shifted so that they
 # straddle SAM 3's memory threshold ((2 sigmoid(s) - 1) * IoU > 0.01), its memory-frame
@@ -106,33 +105,7 @@ def memory_filter_kept(state) -> list[bool]:
 
 
 def our_run(model, folder, prompts, direction="forward", tree=None):
-    tracker = Tracker(model, tree or TreeConfig.sam3())
-    for kind, frame, obj, value in prompts:
-        if kind == "points":
-            tracker.add_points(frame, obj, *value)
-        elif kind == "box":
-            tracker.add_box(frame, obj, value)
-        else:
-            tracker.add_mask(frame, obj, value)
-    out = {}
-    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-        for r in tracker.propagate(open_frames(folder), direction=direction, return_logits=True):
-            out[r.frame_idx] = {o: r.logits[i] for i, o in enumerate(r.obj_ids)}
-    return out
-
-
-def assert_same(ours, ref, frames, exact=False):
-    assert sorted(ours) == sorted(ref) == sorted(frames)
-    for t in frames:
-        assert sorted(ours[t]) == sorted(ref[t]), t
-        for o, logits in ref[t].items():
-            mine = ours[t][o]
-            if exact:
-                assert torch.equal(mine, logits), f"frame {t} object {o}: logits differ by {(mine - logits).abs().max()}"
-                continue
-            torch.testing.assert_close(mine, logits, atol=LOGIT_TOL, rtol=0)
-            flipped = (mine > 0) != (logits > 0)
-            assert (logits[flipped].abs() <= LOGIT_TOL).all(), f"frame {t} object {o}: masks differ"
+    return track_folder(model, folder, prompts, tree or TreeConfig.sam3(), direction)
 
 
 def test_tree_off_equals_sam3_predictor_click(package_on_cpu, clip_folder):
@@ -187,3 +160,24 @@ def test_tree_off_equals_sam3_predictor_two_objects(package_on_cpu, clip_folder)
     ref, state = reference_run(predictor, clip_folder, prompts)
     assert all((ref[t][o] > 0).any() for t in ref for o in (1, 2))
     assert_same(our_run(model, clip_folder, prompts), ref, range(N))
+
+
+def test_full_size_tracker_equals_sam3_predictor(package_on_cpu, tmp_path):
+    """SAM 3's real architecture at its real input size, 1008 (random weights): a click
+    and two tracked frames. About 90 CPU-seconds per frame and side, so two threads."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(moving_square_clip(n=3, h=H, w=W).numpy()):
+        Image.fromarray(frame).save(folder / f"{i:05d}.jpg", quality=90)
+    prompts = [("points", 0, 1, ([(24, 18)], [1]))]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        predictor, model = models(config=fam.SAM3, shift=0.0)
+        assert model.image_size == 1008 and model.net.backbone_stride == 14
+        ref, _ = reference_run(predictor, folder, prompts)
+        del predictor
+        ours = our_run(model, folder, prompts)
+    finally:
+        torch.set_num_threads(threads)
+    assert_same(ours, ref, range(3), exact=True)

@@ -274,3 +274,42 @@ def test_tree_config_validation():
         TreeConfig(iou_threshold=1.5)
     assert TreeConfig.sam2() == TreeConfig(pathways=1, memory_selection=False, key_modulation=False)
     assert Choice(0, 1, 0.0).index == 1
+
+
+# ---- SAM 3's memory-frame filter and prompt-frame limit --------------------------------------
+
+
+def test_sam3_memory_score_is_cal_mem_scores_arithmetic():
+    import math
+
+    from sam2long.tree import SAM3_MEMORY_THRESHOLD, is_reliable, sam3_memory_score
+
+    presence = 2 / (1 + math.exp(-0.02)) - 1  # logit 0.02 (float32: a few ulps of cancellation)
+    assert sam3_memory_score([0.02], [0.6]) == pytest.approx(presence * 0.6, rel=1e-4)
+    assert sam3_memory_score([-3.0], [0.99]) == 0.0  # absent: no score, whatever the IoU
+    # two objects: presence [2, 1] times IoU [2] broadcast to [2, 2], then the mean
+    p1, p2 = (2 / (1 + math.exp(-x)) - 1 for x in (0.5, 1.0))
+    assert sam3_memory_score([0.5, 1.0], [0.2, 0.8]) == pytest.approx((p1 + p2) / 2 * (0.2 + 0.8) / 2, rel=1e-5)
+    sam3 = TreeConfig.sam3()
+    assert sam3.reliability == "sam3-joint" and sam3.pathways == 1 and not sam3.key_modulation
+    per_object = TreeConfig(reliability="sam3")
+    # a frame SAM2Long keeps (IoU 0.6 > 0.3, visible) that SAM 3's filter drops (score 0.006 < 0.01)
+    assert is_reliable(0.6, 0.02, TreeConfig()) and not is_reliable(0.6, 0.02, per_object)
+    assert presence * 0.6 < SAM3_MEMORY_THRESHOLD
+    # and the other way round: a low IoU with a confident object
+    assert not is_reliable(0.2, 5.0, TreeConfig()) and is_reliable(0.2, 5.0, per_object)
+    with pytest.raises(ValueError, match="reliability"):
+        TreeConfig(reliability="best")
+
+
+def test_closest_prompts_follows_sam3s_selection():
+    from sam2long.memory import MemoryEntry, closest_prompts
+
+    cond = [MemoryEntry(f, None, 10.0, 1.0, None) for f in (0, 50, 20, 90, 40, 60)]
+    frames = lambda es: [e.frame for e in es]  # noqa: E731
+    assert closest_prompts(cond, 45, None) == cond
+    assert closest_prompts(cond[:4], 45, 4) == cond[:4]
+    # closest before (40), closest at or after (50), then the nearest others (60, 20 tie-free)
+    assert frames(closest_prompts(cond, 45, 4)) == [40, 50, 60, 20]
+    assert frames(closest_prompts(cond, 50, 2)) == [40, 50]  # "after" includes the frame itself
+    assert frames(closest_prompts(cond, 95, 3)) == [90, 60, 50]  # nothing after

@@ -29,6 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 import batch_bench  # bench/batch_bench.py: this script's folder is first on sys.path
+import sam3_bench  # bench/sam3_bench.py (not "sam3": that name is the package's)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -657,7 +658,7 @@ def worker_preprocess(spec) -> dict:
 
 
 WORKERS = {"track": worker_track, "micro": worker_micro, "profile": worker_profile, "preprocess": worker_preprocess,
-           "hostmem": worker_hostmem}
+           "hostmem": worker_hostmem, "sam3cost": sam3_bench.worker_cost, "sam3state": sam3_bench.worker_state}
 
 
 def run_case(spec: dict, timeout: int = 7200) -> dict:
@@ -674,7 +675,8 @@ def run_case(spec: dict, timeout: int = 7200) -> dict:
     out = json.loads(line[-1][7:])
     out["wall_s"] = time.perf_counter() - t0
     out["load"] = os.getloadavg()
-    print(f"  {spec.get('kind')} {spec.get('system', spec.get('path', ''))} {spec.get('clip')} n={spec.get('frames')} "
+    what = spec.get("system", spec.get("path", spec.get("model", "")))
+    print(f"  {spec.get('kind')} {what} {spec.get('clip')} n={spec.get('frames')} "
           f"@{spec['image_size']}: {out['wall_s']:.0f}s  load {out['load'][0]:.1f}", flush=True)
     return out
 
@@ -926,19 +928,27 @@ def render(data: dict, meta: dict) -> str:
         "preprocess": "Preprocessing: one 1920x1080 frame to model input, per frame",
         "batch": "Many shots: `sam2long batch`, in-process and on a local Ray (CPU workers)",
         "plates": "Plates: decode cost per frame (EXR, DPX, PNG) against MP4",
+        "sam3": "SAM 3's tracker beside SAM 2.1 tiny and large: per-frame cost at the real input, tracking state",
     }
-    order = ("cpu1024", "pair1024", "cups1024", "synth256", "gpu", "hostmem", "long", "micro", "syncs", "profile",
-             "preprocess", "batch", "plates")
+    order = ("cpu1024", "pair1024", "cups1024", "synth256", "gpu", "sam3", "hostmem", "long", "micro", "syncs",
+             "profile", "preprocess", "batch", "plates")
     names = []
     for k in order:  # GPU sections are saved one per variant and compile setting: gpu[-compile]-VARIANT
-        names += sorted(n for n in data if n.startswith("gpu-")) if k == "gpu" else [k + "-full", k]
+        if k == "gpu":
+            names += sorted(n for n in data if n.startswith("gpu-"))
+        elif k == "sam3":  # sam3 on the CPU, sam3-DEVICE elsewhere
+            names += ["sam3"] + sorted(n for n in data if n.startswith("sam3-"))
+        else:
+            names += [k + "-full", k]
     for name in names:
         if name not in data:
             continue
-        key = "gpu" if name.startswith("gpu-") else name.removesuffix("-full")
+        key = "gpu" if name.startswith("gpu-") else "sam3" if name.startswith("sam3") else name.removesuffix("-full")
         sec = data[name]
         m = sec["meta"]
         title = f"{titles[key]}: {name.removeprefix('gpu-')}" if key == "gpu" else titles[key]
+        if key == "sam3" and name != "sam3":
+            title += f" ({name.removeprefix('sam3-')})"
         L += [f"## {title}" + (" (--full)" if name.endswith("-full") else ""), "",
               f"{m['date']} · commit `{m['commit']}` · {m['machine']} · torch {m['torch']} · load at start "
               f"{m['load_start']} · command: `{m['command']}`", ""]
@@ -1045,6 +1055,8 @@ def render(data: dict, meta: dict) -> str:
                     L.append(f"| {name} | {1000 * statistics.median(dts):.1f} | {1000 * percentile(dts, 0.9):.1f} |")
         elif key == "batch":
             L += batch_bench.render(res)
+        elif key == "sam3":
+            L += sam3_bench.render(res, fmt_bytes)
         L.append("")
     notes_md = HERE / "NOTES.md"
     if notes_md.exists():  # hand-written reading of the figures (profile, changes, recommendations)
@@ -1098,7 +1110,7 @@ QUICK = dict(cpu1024_frames=3, cpu1024_rounds=1, synth_frames=8, synth_rounds=1,
 FULL = dict(cpu1024_frames=20, cpu1024_rounds=1, synth_frames=40, synth_rounds=2, long=[100, 1000, 10000], sam2_cap=1000,
             micro_sizes=[1024, 256], micro_repeats=3, sync_frames=40, profile_frames=8, preprocess_repeats=30,
             plate_frames=12)
-# The default set; also: hostmem, gpu.
+# The default set; also: hostmem, gpu, sam3 (about 25 minutes on a CPU).
 SECTIONS = ("syncs", "micro", "synth256", "cpu1024", "long", "profile", "preprocess", "batch", "plates")
 
 
@@ -1115,7 +1127,7 @@ def main():
     ap.add_argument("--variant", default="sam2.1_hiera_tiny")
     ap.add_argument("--image-size", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker (CPU)")
-    ap.add_argument("--sections", default=None, help=f"comma list of {', '.join(SECTIONS)}, hostmem, gpu")
+    ap.add_argument("--sections", default=None, help=f"comma list of {', '.join(SECTIONS)}, hostmem, gpu, sam3")
     ap.add_argument("--rounds", type=int, default=None,
                     help="rounds of the clip tables (systems interleaved round by round; more rounds, less drift)")
     ap.add_argument("--gpu-variants", default="sam2.1_hiera_tiny,sam2.1_hiera_large", help="gpu section: variants")
@@ -1127,6 +1139,8 @@ def main():
     ap.add_argument("--hostmem-image", default="50,100,200", help="hostmem section: IMAGE-batch lengths")
     ap.add_argument("--hostmem-image-size", type=int, default=64,
                     help="hostmem section: network input size (host memory, not network cost, is measured)")
+    ap.add_argument("--sam3-frames", type=int, default=9,
+                    help="sam3 section: frames per cost case (prompt + tracked; the memory bank is full from the 7th)")
     ap.add_argument("--batch-dir", default="/tmp/sam2long_bench_batch", help="batch section: job, clips, outputs")
     ap.add_argument("--render-only", action="store_true", help="rewrite --out from --results, measure nothing")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -1175,6 +1189,11 @@ def main():
             from plates import section_plates  # bench/plates.py
 
             res = section_plates(MEDIA, cfg["plate_frames"])
+        elif sec == "sam3":  # saved as sam3 on the CPU, sam3-DEVICE elsewhere
+            res = sam3_bench.section(args, run_case, args.sam3_frames)
+            save("sam3" if args.device == "cpu" else f"sam3-{args.device.replace(':', '')}-{args.precision}", res,
+                 args, rp)
+            continue
         elif sec == "gpu":  # one section per variant, so tiny and large can run in separate calls
             for variant in args.gpu_variants.split(","):
                 specs = [base(args, clip="synth1080", frames=args.gpu_frames, image_size=args.image_size, system=s,

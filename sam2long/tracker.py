@@ -102,18 +102,16 @@ class Tracker:
         tracker.prompts, tracker._frame_size, tracker._run = state.prompts, state.frame_size, state.run
         return tracker
 
-    def state_nbytes(self) -> int:
-        """Bytes of tensors held by the tracking state (memories, pointers, pending masks)."""
-        seen, total = set(), 0
+    def state_tensors(self) -> list:
+        """The distinct tensors held by the tracking state (memories, pointers, pending masks)."""
+        held = {}
 
         def add(t):
-            nonlocal total
-            if t is not None and id(t) not in seen:
-                seen.add(id(t))
-                total += t.numel() * t.element_size()
+            if t is not None:
+                held.setdefault(id(t), t)
 
         if self._run is None:
-            return 0
+            return []
         for obj in self._run.objects.values():
             entries = list(obj.cond)
             for leaf in set(obj.pathways):
@@ -125,11 +123,13 @@ class Tracker:
                     add(node.lowres)
                     node = node.parent
             for e in entries:
-                if id(e) not in seen:
-                    seen.add(id(e))
-                    add(e.ptr)
-                    add(e.mem)
-        return total
+                add(e.ptr)
+                add(e.mem)
+        return list(held.values())
+
+    def state_nbytes(self) -> int:
+        """Bytes of tensors held by the tracking state (memories, pointers, pending masks)."""
+        return sum(t.numel() * t.element_size() for t in self.state_tensors())
 
     # ---- propagation ------------------------------------------------------------------------
     def propagate(

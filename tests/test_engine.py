@@ -127,18 +127,23 @@ def test_correction_prompt_takes_effect_on_its_frame(micro_model, clip):
 @pytest.mark.parametrize("tree", [TreeConfig(), TreeConfig.sam2()], ids=["P3", "sam2"])
 def test_state_size_does_not_grow_with_length(micro_model, tree):
     frames = moving_square_clip(n=301, h=48, w=64, size=12)
-    sizes = {}
+    sizes, held = {}, {}
     tracker = Tracker(micro_model, tree)
     tracker.add_points(0, 1, [(12, 16)], [1])
 
     def on_step(t):
         if t in (50, 300):
             sizes[t] = tracker.state_nbytes()
+            tensors = tracker.state_tensors()
+            assert len({id(x) for x in tensors}) == len(tensors)  # each held tensor once
+            assert sum(x.numel() * x.element_size() for x in tensors) == sizes[t]
+            held[t] = sorted((tuple(x.shape), str(x.dtype)) for x in tensors)
 
     for _ in tracker.propagate(TensorFrames(frames), on_step=on_step):
         pass
     assert sizes[50] > 0
     assert sizes[300] == sizes[50]
+    assert held[300] == held[50]  # the same kinds and numbers of memories, pointers, pending masks
 
 
 def test_prompt_errors_name_the_problem(micro_model, clip):

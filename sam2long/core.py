@@ -91,6 +91,8 @@ class InferenceCore:
         each input is (points, labels, None) for clicks/box, through the SAM decoder, or
         (None, None, mask) with a bool [H, W] mask at source size, as the family's
         predictor takes it. -> [(lowres [h, w], MemoryEntry holding the object logit)]"""
+        if not inputs:
+            return []
         outs = [self._prompt_output(frame_idx, ff, *x) for x in inputs]
         lowres = [o[0] for o in outs]
         # As the predictor before propagating: memory from the low-res logits, upsampled.

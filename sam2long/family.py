@@ -22,7 +22,6 @@ from .tree import TreeConfig
 class Family:
     """SAM 2 / SAM 2.1 (the `sam2` package's SAM2Base)."""
 
-    name = "sam2"
     mean, std = IMG_MEAN, IMG_STD  # what the predictor's frame loader normalises with
     track_step_extra: dict = {}  # extra arguments of the network's track_step
     max_cond_frames: int | None = None  # prompt frames memory reads (None: all)

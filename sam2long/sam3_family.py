@@ -554,7 +554,6 @@ class Sam3Family(Family):
     loader uses ImageNet's (`resize.IMG_MEAN` / `IMG_STD`), which a family made with
     those reproduces (docs/SAM3.md, "Normalisation")."""
 
-    name = "sam3"
     track_step_extra = {"image": None}  # SAM 3's track_step and memory encoder take it; the tracker ignores it
     max_cond_frames = 4  # the builder's max_cond_frames_in_attn
     max_prompt_points = 16  # the predictor's max_point_num_in_prompt_enc

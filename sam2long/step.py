@@ -140,8 +140,9 @@ class TreeStep:
             return
         ff = core.encode_image(core.preprocess(frame))
 
-        inputs = [self.prompts.model_inputs(self.prompts.by_object[o][t], H, W, core.image_size) for o in starting + prompted]
-        for obj_id, (lowres, entry) in zip(starting + prompted, core.prompt(t, ff, inputs) if inputs else []):
+        prompting = starting + prompted
+        inputs = [self.prompts.model_inputs(self.prompts.by_object[o][t], H, W, core.image_size) for o in prompting]
+        for obj_id, (lowres, entry) in zip(prompting, core.prompt(t, ff, inputs)):
             if obj_id in run.starts and run.starts[obj_id] == t:
                 del run.starts[obj_id]
                 root = Node(t, None, 0.0, entry.object_score, None, None)
@@ -182,7 +183,9 @@ class TreeStep:
                 if id(leaf) not in unit_of:
                     unit_of[id(leaf)] = len(units)
                     units.append(leaf)
-                    plans.append(plan_memory(leaf, t, obj.cond, cfg, core.num_maskmem, core.max_ptrs, core.max_cond_frames))
+                    plans.append(
+                        plan_memory(leaf, t, obj.cond, cfg, core.num_maskmem, core.max_ptrs, core.max_cond_frames)
+                    )
         decoded = core.track(ff, plans, self.run.shot_length)
 
         picks, new_nodes, pending = [], {}, []

@@ -1,6 +1,7 @@
 """SAM2Long Model Loader: a SAM 2 or SAM 3 checkpoint from models/sam2, models/sam3
 (or core ComfyUI's SAM 3 file in models/checkpoints), handed to ComfyUI's model
-management so it is offloaded when another model needs the VRAM."""
+management so it is offloaded when another model needs the VRAM. A catalogue file
+chosen as "<name> (download)" is downloaded into models/sam2 on first use."""
 
 from __future__ import annotations
 
@@ -109,6 +110,25 @@ def load_handle(path: str, precision: str = "auto", device: str = "auto",
                                name=os.path.basename(path))
 
 
+def download(name: str) -> str:
+    """Download a catalogue file into the first sam2 folder, with ComfyUI's progress bar
+    and Cancel; the library's one download checks it and leaves nothing on failure."""
+    import comfy.model_management as mm
+    import comfy.utils
+    from sam2long.checkpoints import download_checkpoint
+
+    bar = None
+
+    def progress(done, total):
+        nonlocal bar
+        mm.throw_exception_if_processing_interrupted()  # Cancel: the partial file is removed
+        if total:
+            bar = bar or comfy.utils.ProgressBar(total)
+            bar.update_absolute(done, total)
+
+    return str(download_checkpoint(name, paths.download_folder(), progress=progress))
+
+
 class SAM2LongModelLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -120,11 +140,15 @@ class SAM2LongModelLoader(io.ComfyNode):
                 "Loads a SAM 2 / SAM 2.1 checkpoint (.pt or .safetensors) from ComfyUI's models/sam2 "
                 "folder, or SAM 3's sam3.pt from models/sam3 or models/checkpoints (where core ComfyUI's "
                 "SAM 3 nodes read it); more folders with 'sam2:' / 'sam3:' in extra_model_paths.yaml. "
-                "The model is read from the weights, not the file name. Only SAM 3's tracker is kept."),
+                "The model is read from the weights, not the file name. Only SAM 3's tracker is kept. "
+                "Entries marked (download) are Meta's and kijai's SAM 2 / 2.1 files not there yet: "
+                "chosen, one is downloaded once into models/sam2 and checked (size, SHA-256 where "
+                "the hub states one, tensors)."),
             inputs=[
                 io.Combo.Input("ckpt_name", options=paths.checkpoint_choices(),
                                tooltip="Checkpoint in models/sam2 or models/sam3, e.g. sam2.1_hiera_large.pt "
-                                       "or sam3.pt (SAM 3.1 files are not listed: another tracker)."),
+                                       "or sam3.pt (SAM 3.1 files are not listed: another tracker). "
+                                       "'(download)': downloaded into models/sam2 on first use."),
                 io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
                                tooltip="Compute precision on CUDA; auto = bf16 where supported, else fp16. "
                                        "CPU and MPS always compute in fp32."),
@@ -137,13 +161,14 @@ class SAM2LongModelLoader(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, ckpt_name):
         # Replaces the plain "value not in list" error with one that says where the file goes.
-        if paths.find(ckpt_name) is None:
+        if paths.find(ckpt_name) is None and paths.to_download(ckpt_name) is None:
             return paths.missing_checkpoint_message(ckpt_name or None)
         return True
 
     @classmethod
     def execute(cls, ckpt_name, precision="auto", device="auto") -> io.NodeOutput:
-        path = paths.full_path(ckpt_name)
+        wanted = paths.to_download(ckpt_name)
+        path = paths.find(ckpt_name) or (download(wanted) if wanted else paths.full_path(ckpt_name))
         size = os.environ.get(_TEST_IMAGE_SIZE_ENV)
         handle = load_handle(path, precision=precision, device=device, image_size=int(size) if size else None,
                              sam3_config=_test_sam3_config())

@@ -1,8 +1,9 @@
 """The official checkpoints by name: SAM 2 / SAM 2.1 and SAM 3.
 
 Meta's download URL for each of the eight SAM 2 variants and for SAM 3's
-``sam3.pt`` (on Hugging Face, gated), and which model a model or file name refers
-to (``"sam2.1_hiera_tiny"``, ``"sam2.1_hiera_tiny.pt"``, the common repack name
+``sam3.pt`` (on Hugging Face, gated), the files a user may download by name (Meta's
+``.pt`` and kijai's ``.safetensors`` copies, `DOWNLOADS`), and which model a model or
+file name refers to (``"sam2.1_hiera_tiny"``, ``"sam2.1_hiera_tiny.pt"``, the common repack name
 ``"sam2.1_hiera_tiny-fp16.safetensors"``, ``"sam3"``, ``"sam3.safetensors"``). Both the checkpoint
 search (`checkpoints.py`) and the file reader's messages (`weights.py`) use these;
 what a file really holds is decided from its tensors (`weights.detect_variant`).
@@ -31,6 +32,18 @@ SAM3_NAME = "sam3"
 SAM3_REPO = "huggingface.co/facebook/sam3"
 SAM3_URL = f"https://{SAM3_REPO}/resolve/main/sam3.pt"
 MODEL_NAMES = (*VARIANTS, SAM3_NAME)
+
+# huggingface_hub's own variable for a mirror of the hub (e.g. hf-mirror.com or a
+# studio's proxy): hub files are fetched from there, and the token is sent there.
+HF_ENDPOINT_ENV = "HF_ENDPOINT"
+_HUB = "https://huggingface.co"
+# A plain folder URL holding the catalogue's files under their own names (a studio's
+# internal server for machines without internet); when set, every download uses it.
+MIRROR_ENV = "SAM2LONG_DOWNLOAD_BASE"
+# kijai's safetensors copies of Meta's files: the fp32 names his ComfyUI SAM 2 loader
+# offers (kijai/ComfyUI-segment-anything-2, nodes.py). His -fp16 copies are left out:
+# the loader keeps weights in fp32, so they would only lose precision.
+KIJAI_REPO = "Kijai/sam2-safetensors"
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
 # name endings repacks use for the precision they were saved in
@@ -80,6 +93,49 @@ def checkpoint_url(name: str) -> str:
         raise CheckpointError(
             f"unknown model name {name!r}; use one of: {', '.join(MODEL_NAMES)}"
         ) from None
+
+
+def hub_endpoint() -> str:
+    """The Hugging Face hub's address: ``$HF_ENDPOINT`` if set, else https://huggingface.co."""
+    return (os.environ.get(HF_ENDPOINT_ENV) or _HUB).rstrip("/")
+
+
+def _downloads() -> dict[str, tuple[str, str]]:
+    """file name -> (model name, path on its server); SAM 2.1 first, largest first
+    (the first entry is what a new ComfyUI loader shows)."""
+    sizes = ("large", "base_plus", "small", "tiny")
+    out = {}
+    for version in ("sam2.1", "sam2"):
+        for suffix in (".pt", ".safetensors"):
+            for size in sizes:
+                variant = f"{version}_hiera_{size}"
+                name = variant + suffix
+                where = CHECKPOINT_URLS[variant] if suffix == ".pt" else f"/{KIJAI_REPO}/resolve/main/{name}"
+                out[name] = (variant, where)
+    out["sam3.pt"] = (SAM3_NAME, "/facebook/sam3/resolve/main/sam3.pt")
+    return out
+
+
+# The files that can be downloaded by name: Meta's .pt files (on Meta's server), kijai's
+# .safetensors copies and SAM 3's file (on the hub: the entries that are a path alone).
+DOWNLOADS = _downloads()
+SAM2_DOWNLOADS = tuple(n for n, (v, _) in DOWNLOADS.items() if v != SAM3_NAME)
+
+
+def download_url(file_name: str) -> str:
+    """Where a catalogue file is downloaded from: ``$SAM2LONG_DOWNLOAD_BASE/<name>`` when
+    that mirror is set; else Meta's server for the .pt files, and the hub (or
+    ``$HF_ENDPOINT``) for kijai's .safetensors and SAM 3."""
+    try:
+        _, where = DOWNLOADS[file_name]
+    except KeyError:
+        raise CheckpointError(
+            f"{file_name!r} is not a file this pack can download; use one of: {', '.join(DOWNLOADS)}"
+        ) from None
+    mirror = os.environ.get(MIRROR_ENV)
+    if mirror:
+        return f"{mirror.rstrip('/')}/{file_name}"
+    return where if where.startswith("https://") else hub_endpoint() + where
 
 
 def how_to_get(name: str) -> str:

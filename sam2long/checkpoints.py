@@ -4,46 +4,62 @@
 ``"sam2.1_hiera_tiny"``, ``"sam2.1_hiera_tiny.pt"``, the common repack name
 ``"sam2.1_hiera_tiny-fp16.safetensors"`` or ``"sam3"``) into an existing file. For
 a name it looks in the folders it is given (the ComfyUI node passes its model
-folders), then in the cache folder, and downloads Meta's official file into the
-cache as a last resort. SAM 3's ``sam3.pt`` comes from a gated Hugging Face repo:
-the request carries ``$HF_TOKEN`` when set, and a refusal says how to get access.
+folders), then in the cache folder, and downloads Meta's official file (or the
+catalogue file of that name, e.g. kijai's ``.safetensors``) into the cache as a last
+resort. SAM 3's ``sam3.pt`` comes from a gated Hugging Face repo: the request carries
+``$HF_TOKEN`` when set (to the hub's host only, never to where a redirect points), and
+a refusal says how to get access.
 
-Downloads go to a temporary file next to the final one and are renamed into place
-only once complete and checked (by `weights.verify_checkpoint`: this module calls
-the file reader, never the other way round), so an interrupted download never
-leaves a file under the final name. Names and URLs come from `catalog.py`.
+`download_checkpoint` is the one download, for the command line and the ComfyUI
+loader alike. Bytes go to a temporary file next to the final one and are renamed
+into place only once complete and checked: size, SHA-256 (pinned, or as the hub
+states it) and tensors (by `weights.verify_checkpoint`: this module calls the file
+reader, never the other way round), so an interrupted or wrong download never leaves
+a file under the final name. Names and URLs come from `catalog.py`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
+from urllib.error import HTTPError
+from urllib.parse import urlsplit
+from urllib.request import HTTPRedirectHandler, Request, build_opener
 
 from .catalog import (
     CHECKPOINT_SUFFIXES,
+    DOWNLOADS,
     FULL_PRECISION_TAGS,
     MODEL_NAMES,
     SAM3_NAME,
-    checkpoint_url,
+    download_url,
     how_to_get,
+    hub_endpoint,
     split_name,
 )
 from .errors import CheckpointError
 from .weights import verify_checkpoint
 
-# model name -> SHA-256 of Meta's official file. Deliberately empty: a value is
-# added here only once it has been computed from a real download of that file
-# (never copied from memory or elsewhere). Until then a download is checked by
-# loading it and matching its tensors against the expected variant.
+# model name -> SHA-256 of Meta's official .pt file. Empty: Meta publishes no
+# checksums for these files (not in the sam2 README or its download script), their
+# server sends none, and no value is added here that was not stated by a source that
+# can be cited (a wrong pin would break every user's download). Kijai's and SAM 3's
+# files are checked against the SHA-256 the hub states instead (`_hub_says`).
 KNOWN_SHA256: dict[str, str] = {}
 
 CACHE_ENV = "SAM2LONG_CACHE"
-TOKEN_ENV = "HF_TOKEN"  # sent to huggingface.co only (SAM 3's repo is gated)
+TOKEN_ENV = "HF_TOKEN"  # sent to the hub only (SAM 3's repo is gated)
 _CHUNK = 1 << 20
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+log = logging.getLogger("sam2long")
 
 
 def cache_dir() -> Path:
@@ -150,19 +166,96 @@ def resolve_checkpoint(
             f"Fix: {how_to_get(variant)} and put {variant}.pt in "
             f"{_where_to_put(variant, search_dirs or [cache_dir()])} (or allow downloading it: download=True)"
         )
-    return download_checkpoint(variant, progress=progress, urlopen=urlopen, also_dirs=search_dirs)
+    # a catalogue file name (kijai's .safetensors) downloads that file, any other name Meta's .pt
+    wanted = path.name if path.name in DOWNLOADS else variant
+    return download_checkpoint(wanted, progress=progress, urlopen=urlopen, also_dirs=search_dirs)
 
 
-def _open(urlopen, url, timeout):
-    from urllib.parse import urlsplit
-    from urllib.request import Request
-    from urllib.request import urlopen as _urlopen
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL: what "the same host" means for the token."""
+    u = urlsplit(url)
+    return u.scheme.lower(), (u.hostname or "").lower(), u.port or _DEFAULT_PORTS.get(u.scheme.lower())
 
+
+def _on_hub(url: str) -> bool:
+    return _origin(url) == _origin(hub_endpoint())
+
+
+class _Redirects(HTTPRedirectHandler):
+    """urllib's redirect handling with two changes. urllib copies every header to
+    wherever a redirect points, so the token is dropped as soon as a redirect leaves
+    the host (and scheme and port) it was sent to: the hub sends its files from signed
+    CDN addresses that need none. And each redirect's headers are kept, because the
+    hub states a file's checksum on its redirect, not on the CDN's answer."""
+
+    def __init__(self):
+        self.hops: list[tuple[str, object]] = []  # (URL, response headers) of each redirect
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        self.hops.append((req.full_url, headers))
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(new.full_url) != _origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+def _fetch(url: str, timeout: float, urlopen: Callable | None):
+    """The open response for `url` and the (URL, headers) of every answer on the way."""
     headers = {"User-Agent": "sam2long"}
     token = os.environ.get(TOKEN_ENV)
-    if token and urlsplit(url).hostname == "huggingface.co":  # never sent elsewhere
+    if token and _on_hub(url):  # the hub (or its $HF_ENDPOINT mirror) only
         headers["Authorization"] = f"Bearer {token}"
-    return (urlopen or _urlopen)(Request(url, headers=headers), timeout=timeout)
+    request = Request(url, headers=headers)
+    if urlopen is not None:  # a stand-in opener (tests): no redirects of its own
+        response, hops = urlopen(request, timeout=timeout), []
+    else:
+        redirects = _Redirects()
+        response, hops = build_opener(redirects).open(request, timeout=timeout), redirects.hops
+    final_url = response.geturl() if hasattr(response, "geturl") else url
+    return response, [*hops, (final_url, getattr(response, "headers", None) or {})]
+
+
+def _hub_says(hops) -> tuple[str | None, int | None]:
+    """(SHA-256, size) of the file as the hub itself states them, or None each.
+
+    The hub's last answer (a redirect to its CDN, or the file itself) carries
+    ``X-Linked-Etag`` (else ``ETag``), which for a file stored in LFS is the file's
+    SHA-256, and ``X-Linked-Size``. huggingface_hub reads the same headers
+    (`file_download.get_hf_file_metadata`; its test `test_resolve_endpoint_on_lfs_file`
+    checks that an LFS file's etag is its sha256). A small git file's etag is a
+    40-digit git hash, and a CDN's ETag means something else: neither is used.
+    """
+    answers = [headers for u, headers in hops if _on_hub(u)]
+    if not answers:
+        return None, None
+    headers = answers[-1]
+    etag = (headers.get("X-Linked-Etag") or headers.get("ETag") or "").strip()
+    etag = etag.removeprefix("W/").strip('"').lower()
+    size = headers.get("X-Linked-Size")
+    return (etag if _SHA256.fullmatch(etag) else None), (int(size) if size and str(size).isdigit() else None)
+
+
+@contextlib.contextmanager
+def _network_errors(file_name: str, url: str, manual: str, gated: bool):
+    """Turn what opening or reading a URL raises into one CheckpointError that names
+    the URL and says where to put the file by hand. Exceptions raised by the caller's
+    progress callback (ComfyUI's Cancel) are not in its scope and pass unchanged."""
+    try:
+        yield
+    except HTTPError as e:
+        refused = " (access refused: the repo is gated)" if gated and e.code in (401, 403) else ""
+        raise CheckpointError(
+            f"could not download {file_name} from {url}: HTTP {e.code} {e.reason}{refused}. {manual}"
+        ) from e
+    except (OSError, ValueError, EOFError) as e:
+        # URLError, timeouts, refused connections, resets and http.client
+        # errors that are OSError subclasses all land here.
+        raise CheckpointError(
+            f"could not download {file_name} from {url} ({_reason(e)}); this machine may be "
+            f"offline. {manual}"
+        ) from e
+    except Exception as e:  # http.client.HTTPException (IncompleteRead) and the like
+        raise CheckpointError(f"could not download {file_name} from {url} ({_reason(e)}). {manual}") from e
 
 
 def _verify(path: Path, name: str) -> None:
@@ -175,106 +268,113 @@ def _verify(path: Path, name: str) -> None:
 
 
 def download_checkpoint(
-    variant: str,
+    name: str,
     dest_dir: str | os.PathLike | None = None,
     *,
     url: str | None = None,
-    progress: bool = True,
+    progress: bool | Callable[[int, int | None], None] = True,
     urlopen: Callable | None = None,
     timeout: float = 60.0,
     also_dirs: Iterable[str | os.PathLike] = (),
 ) -> Path:
-    """Download the official checkpoint of `variant` (a model name) into `dest_dir`
-    (default: cache).
+    """Download a checkpoint into `dest_dir` (default: the cache) and return its path.
 
-    The bytes go to a temporary file in `dest_dir`; after the download is complete,
-    its size matches the server's Content-Length, its SHA-256 matches
-    `KNOWN_SHA256` (when a verified value is known) and its tensors are those of
-    `variant`, it is renamed to ``<variant>.pt``. Otherwise it is deleted and a
-    `CheckpointError` says where to get the file by hand. `also_dirs` are only
-    mentioned in that message as other places to put the file. For SAM 3 the
-    request carries ``$HF_TOKEN``; a refusal (401/403) says how to get access.
+    `name` is a model name (``"sam2.1_hiera_tiny"``: Meta's ``.pt`` file) or one of
+    the catalogue's file names (`catalog.DOWNLOADS`, e.g. kijai's
+    ``"sam2.1_hiera_tiny.safetensors"``); `url` replaces where it comes from.
+    The bytes go to a temporary file in `dest_dir`, renamed to the file name only
+    once complete and checked: the size the server announced, the SHA-256 pinned
+    in `KNOWN_SHA256` or else the one the hub states for the file, and tensors that
+    are those of the model. Otherwise nothing is left and a `CheckpointError` names
+    the URL, the folder and the file name to place by hand (`also_dirs` are named too).
+    `progress`: True for a progress bar on stderr, or a function called with
+    (bytes so far, total or None) after each chunk; what it raises (a Cancel) passes
+    through, and the partial file is removed. For the hub the request carries
+    ``$HF_TOKEN``, never sent to another host; a refusal (401/403) says how to get access.
+    `urlopen` replaces urllib's opener (for tests).
     """
-    from urllib.error import HTTPError
-
-    url = url or checkpoint_url(variant)
-    dest_dir = Path(os.fspath(dest_dir)).expanduser() if dest_dir is not None else cache_dir()
-    file_name = f"{variant}.pt"
+    variant, _ = split_name(name)
+    if variant is None:
+        raise CheckpointError(f"unknown model name {name!r}; use one of: {', '.join(MODEL_NAMES)}")
+    file_name = name if name in DOWNLOADS else f"{variant}.pt"
+    url = url or download_url(file_name)
+    in_cache = dest_dir is None
+    dest_dir = cache_dir() if in_cache else Path(os.fspath(dest_dir)).expanduser()
     final = dest_dir / file_name
     places = _where_to_put(variant, [*also_dirs, dest_dir])
-    manual = f"Fix: {how_to_get(variant)} and put it in {places} as {file_name}."
-    if variant == SAM3_NAME:
+    gated = variant == SAM3_NAME
+    get = how_to_get(variant) if gated else f"download {url}"
+    manual = f"Fix: {get} and put it in {places} as {file_name}."
+    if gated:
         manual += f" Or set {TOKEN_ENV} to a Hugging Face token of an account that accepted the licence."
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{file_name}.", suffix=".part", dir=dest_dir)
     except OSError as e:
-        raise CheckpointError(
-            f"cannot write to the checkpoint cache {dest_dir} ({e}). Set {CACHE_ENV} to a writable "
-            f"folder. Or: {manual}"
-        ) from e
+        fix = f"Set {CACHE_ENV} to a writable folder" if in_cache else "Make it writable"
+        raise CheckpointError(f"cannot write to the checkpoint folder {dest_dir} ({e}). {fix}. Or: {manual}") from e
     tmp = Path(tmp_name)
     try:
         digest = hashlib.sha256()
         received = 0
-        try:
-            with os.fdopen(fd, "wb") as out, _open(urlopen, url, timeout) as response:
-                headers = getattr(response, "headers", None)
-                length = headers.get("Content-Length") if headers is not None else None
+        with os.fdopen(fd, "wb") as out:
+            with _network_errors(file_name, url, manual, gated):
+                response, hops = _fetch(url, timeout, urlopen)
+            with response:
+                length = hops[-1][1].get("Content-Length")
                 total = int(length) if length and str(length).isdigit() else None
-                bar = _progress_bar(total, file_name, progress)
+                report = progress if callable(progress) else None
+                bar = _progress_bar(total, file_name, progress is True)
                 try:
                     while True:
-                        chunk = response.read(_CHUNK)
+                        with _network_errors(file_name, url, manual, gated):
+                            chunk = response.read(_CHUNK)
                         if not chunk:
                             break
-                        out.write(chunk)
+                        try:
+                            out.write(chunk)
+                        except OSError as e:
+                            raise CheckpointError(
+                                f"could not write {file_name} into {dest_dir} ({e}); free some space there. {manual}"
+                            ) from e
                         digest.update(chunk)
                         received += len(chunk)
                         bar.update(len(chunk))
+                        if report is not None:
+                            report(received, total)
                 finally:
                     bar.close()
-        except HTTPError as e:
-            refused = " (access refused: the repo is gated)" if variant == SAM3_NAME and e.code in (401, 403) else ""
-            raise CheckpointError(
-                f"could not download {file_name} from {url}: HTTP {e.code} {e.reason}{refused}. {manual}"
-            ) from e
-        except (OSError, ValueError, EOFError) as e:
-            # URLError, timeouts, refused connections, resets and http.client
-            # errors that are OSError subclasses all land here.
-            raise CheckpointError(
-                f"could not download {file_name} from {url} ({_reason(e)}); this machine may be "
-                f"offline. {manual}"
-            ) from e
-        except Exception as e:  # http.client.HTTPException and the like
-            raise CheckpointError(
-                f"could not download {file_name} from {url} ({_reason(e)}). {manual}"
-            ) from e
-        if total is not None and received != total:
-            raise CheckpointError(
-                f"download of {file_name} from {url} stopped early: got {received} of {total} bytes. "
-                f"Try again. {manual}"
-            )
-        expected_hash = KNOWN_SHA256.get(variant)
-        if expected_hash and digest.hexdigest() != expected_hash.lower():
-            raise CheckpointError(
-                f"downloaded {file_name} from {url} has SHA-256 {digest.hexdigest()}, expected "
-                f"{expected_hash}: the file is corrupt or was changed. Try again. {manual}"
-            )
+        hub_sha256, hub_size = _hub_says(hops)
+        for expected in (total, hub_size):
+            if expected is not None and received != expected:
+                raise CheckpointError(
+                    f"download of {file_name} from {url} stopped early: got {received} of {expected} bytes. "
+                    f"Try again. {manual}"
+                )
+        pinned = KNOWN_SHA256.get(variant) if file_name == f"{variant}.pt" else None
+        checks = [(h.lower(), why) for h, why in ((pinned, "the pinned value"), (hub_sha256, "the hub")) if h]
+        for expected_hash, why in checks:
+            if digest.hexdigest() != expected_hash:
+                raise CheckpointError(
+                    f"downloaded {file_name} from {url} has SHA-256 {digest.hexdigest()}, but {why} says "
+                    f"{expected_hash}: the file is corrupt or was changed, and was not kept. Try again. {manual}"
+                )
         try:
             _verify(tmp, variant)
         except CheckpointError as e:
-            raise CheckpointError(
-                f"the file downloaded from {url} failed its check: {e}. {manual}"
-            ) from e
+            raise CheckpointError(f"the file downloaded from {url} failed its check: {e}. {manual}") from e
         os.replace(tmp, final)
+        if checks:
+            log.info("sam2long: %s downloaded from %s, SHA-256 checked against %s", file_name, url,
+                     " and ".join(why for _, why in checks))
+        else:
+            log.warning("sam2long: %s downloaded from %s: no SHA-256 is published for it and the server "
+                        "sent none, so it was checked by its size and tensors only", file_name, url)
         return final
     finally:
         try:
             tmp.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError:
+        except OSError:  # renamed into place, or already gone
             pass
 
 

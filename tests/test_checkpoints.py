@@ -38,6 +38,8 @@ TINY_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hier
 def isolated_cache(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("SAM2LONG_CACHE", str(cache))
+    for name in ("HF_ENDPOINT", "SAM2LONG_DOWNLOAD_BASE", "HF_TOKEN"):  # the machine's own settings
+        monkeypatch.delenv(name, raising=False)
     return cache
 
 
@@ -323,3 +325,142 @@ def test_unwritable_cache_is_explained(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="SAM2LONG_CACHE") as e:
         resolve_checkpoint(TINY, progress=False, urlopen=FakeOpener(lambda: pytest.fail("no")))
     assert TINY_URL in str(e.value)
+
+
+# --------------------------------------------------------------------------- the hub: token, checksum, failures
+# A local hub on 127.0.0.1 ($HF_ENDPOINT) that redirects to its "CDN" on localhost (tests/hub_server.py).
+
+KIJAI_TINY = "sam2.1_hiera_tiny.safetensors"
+
+
+@pytest.fixture(scope="module")
+def tiny_safetensors(tiny_bytes):
+    """kijai's layout: the same tensors as Meta's file, as a flat safetensors state dict."""
+    from safetensors.torch import save
+
+    return save(torch.load(io.BytesIO(tiny_bytes), weights_only=True)["model"])
+
+
+@pytest.fixture
+def hub(tiny_safetensors, tiny_bytes, monkeypatch):
+    from hub_server import serve
+
+    with serve({KIJAI_TINY: tiny_safetensors, "sam2.1_hiera_tiny.pt": tiny_bytes}) as h:
+        monkeypatch.setenv("HF_ENDPOINT", h.url)
+        monkeypatch.setenv("HF_TOKEN", "hf_secret")
+        yield h
+
+
+def _hub_url(hub, name=KIJAI_TINY):
+    return f"{hub.url}/Kijai/sam2-safetensors/resolve/main/{name}"
+
+
+def test_token_is_dropped_on_a_redirect_to_another_host(hub, tmp_path, tiny_safetensors, caplog):
+    caplog.set_level("INFO", logger="sam2long")
+    dest = tmp_path / "models" / "sam2"
+    path = download_checkpoint(KIJAI_TINY, dest, progress=False)
+    assert path == dest / KIJAI_TINY and path.read_bytes() == tiny_safetensors
+    (hub_host, hub_path, hub_auth), (cdn_host, cdn_path, cdn_auth) = hub.seen
+    assert hub_host == hub.url.split("//")[1] and hub_path == "/Kijai/sam2-safetensors/resolve/main/" + KIJAI_TINY
+    assert hub_auth == "Bearer hf_secret"  # the hub gets the token ...
+    assert cdn_host == hub.cdn.split("//")[1] and cdn_path.startswith("/cdn/")
+    assert cdn_auth is None  # ... the CDN it redirects to does not
+    assert "SHA-256 checked against the hub" in caplog.text
+
+
+def test_token_is_kept_on_a_redirect_within_the_hub(hub, tmp_path):
+    hub.redirect = "same"
+    download_checkpoint(KIJAI_TINY, tmp_path, progress=False)
+    assert [auth for _, _, auth in hub.seen] == ["Bearer hf_secret", "Bearer hf_secret"]
+    assert all(host == hub.url.split("//")[1] for host, _, _ in hub.seen)
+
+
+def test_token_goes_to_the_hub_only(hub, tmp_path):
+    elsewhere = f"{hub.cdn}/cdn/{KIJAI_TINY}"  # the same bytes, from another host
+    download_checkpoint(KIJAI_TINY, tmp_path, url=elsewhere, progress=False)
+    assert [auth for _, _, auth in hub.seen] == [None]
+
+
+def test_hub_checksum_mismatch_is_refused_and_nothing_is_left(hub, tmp_path):
+    hub.linked_etag = "0" * 64
+    dest = tmp_path / "models" / "sam2"
+    with pytest.raises(CheckpointError) as e:
+        download_checkpoint(KIJAI_TINY, dest, progress=False)
+    msg = str(e.value)
+    assert "SHA-256" in msg and "0" * 64 in msg and "was not kept" in msg
+    assert _hub_url(hub) in msg and str(dest) in msg and KIJAI_TINY in msg
+    assert _leftovers(dest) == []
+
+
+def test_a_cdn_etag_is_not_taken_for_the_checksum(hub, tmp_path, tiny_safetensors, caplog):
+    """Only the hub's own answer states the checksum: a CDN's ETag means something else."""
+    hub.linked_etag, hub.cdn_etag = None, "f" * 64
+    path = download_checkpoint(KIJAI_TINY, tmp_path, progress=False)
+    assert path.read_bytes() == tiny_safetensors
+    assert "checked by its size and tensors only" in caplog.text
+
+
+def test_meta_file_from_a_mirror_is_checked_by_size_and_tensors(hub, tmp_path, tiny_bytes, monkeypatch, caplog):
+    monkeypatch.setenv("SAM2LONG_DOWNLOAD_BASE", hub.url + "/files/")
+    path = download_checkpoint(TINY, tmp_path, progress=False)
+    assert path == tmp_path / "sam2.1_hiera_tiny.pt" and path.read_bytes() == tiny_bytes
+    assert [p for _, p, _ in hub.seen] == ["/files/sam2.1_hiera_tiny.pt"]
+    assert "sam2.1_hiera_tiny.pt" in caplog.text and "checked by its size and tensors only" in caplog.text
+
+
+def test_interrupted_transfer_leaves_nothing(hub, tmp_path):
+    hub.cut_after = 5 << 20
+    with pytest.raises(CheckpointError, match="could not download|stopped early") as e:
+        download_checkpoint(KIJAI_TINY, tmp_path, progress=False)
+    assert _hub_url(hub) in str(e.value)
+    assert _leftovers(tmp_path) == []
+
+
+def test_missing_file_on_the_hub(hub, tmp_path):
+    del hub.files[KIJAI_TINY]
+    with pytest.raises(CheckpointError) as e:
+        download_checkpoint(KIJAI_TINY, tmp_path, progress=False)
+    msg = str(e.value)
+    assert "HTTP 404" in msg and _hub_url(hub) in msg and str(tmp_path) in msg and f"as {KIJAI_TINY}" in msg
+    assert _leftovers(tmp_path) == []
+
+
+def test_no_network_names_url_folder_and_file(tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    dest = tmp_path / "models" / "sam2"
+    with pytest.raises(CheckpointError) as e:
+        download_checkpoint(KIJAI_TINY, dest, progress=False)
+    msg = str(e.value)
+    url = f"http://127.0.0.1:{port}/Kijai/sam2-safetensors/resolve/main/{KIJAI_TINY}"
+    assert "offline" in msg and "refused" in msg.lower()
+    assert f"download {url} and put it in {dest} as {KIJAI_TINY}" in msg
+    assert _leftovers(dest) == []
+
+
+def test_a_catalogue_file_name_downloads_that_file(hub, isolated_cache, tiny_safetensors):
+    """The command line: a kijai file name downloads kijai's file into the cache."""
+    path = resolve_checkpoint(KIJAI_TINY, progress=False)
+    assert path == isolated_cache / KIJAI_TINY and path.read_bytes() == tiny_safetensors
+    assert resolve_checkpoint(KIJAI_TINY, download=False) == path  # found there next time
+
+
+def test_progress_callback_and_cancel(hub, tmp_path, tiny_safetensors):
+    seen = []
+    download_checkpoint(KIJAI_TINY, tmp_path / "a", progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (len(tiny_safetensors), len(tiny_safetensors)) and len(seen) > 2
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(done, total):
+        if done > 2 << 20:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):  # passes through unchanged, not as a download error
+        download_checkpoint(KIJAI_TINY, tmp_path / "b", progress=cancel)
+    assert _leftovers(tmp_path / "b") == []

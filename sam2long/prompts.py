@@ -73,11 +73,12 @@ class PromptSet:
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2) if len(points) else np.zeros((0, 2))
         if len(pts) == 0:
             raise PromptError(f"no points given for {_where(obj_id, frame)}; give at least one (x, y) point")
-        labels = [1] * len(pts) if labels is None else [int(v) for v in labels]
+        labels = [1] * len(pts) if labels is None else list(labels)
         if len(labels) != len(pts):
             raise PromptError(f"{len(pts)} points but {len(labels)} labels for {_where(obj_id, frame)}")
-        if any(v not in (0, 1) for v in labels):
+        if any(v not in (0, 1) for v in labels):  # checked before int(): int(inf) overflows, int(0.5) is 0
             raise PromptError(f"point labels must be 1 (positive) or 0 (negative) for {_where(obj_id, frame)}")
+        labels = [int(v) for v in labels]
         if not np.isfinite(pts).all():
             raise PromptError(f"point coordinates must be finite numbers for {_where(obj_id, frame)}")
         slot = self._slot(obj_id, frame)

@@ -223,6 +223,30 @@ def test_bad_job_file_refused_before_any_output(workdir, capsys, change, words):
     assert not (workdir / "out").exists()
 
 
+@pytest.mark.parametrize(
+    "change,words",
+    [
+        (lambda s: s[0]["prompts"][1].update(label=float("inf")), ["shot 1 (sh010)", "prompts[1]", "finite"]),
+        (lambda s: s[0]["prompts"][0].update(point=[float("nan"), 3]), ["shot 1 (sh010)", "prompts[0]", "finite"]),
+        (lambda s: s[1]["prompts"][0].update(box=[8, 8, float("inf"), 28]), ["shot 2 (sh020)", "prompts[0]", "finite"]),
+        (lambda s: s[0]["prompts"][1].update(label=2), ["shot 1 (sh010)", "prompts[1]", "label must be 1"]),
+        (lambda s: s[0]["prompts"][1].update(label=-1), ["shot 1 (sh010)", "prompts[1]", "label must be 1"]),
+        (lambda s: s[2].update(uncertainty=float("nan")), ["shot 3 (sh030)", "uncertainty", "finite"]),
+        (lambda s: s[2].update(iou_threshold=7), ["shot 3 (sh030)", "iou_threshold"]),
+    ],
+)
+def test_non_finite_numbers_in_a_job_file_exit_2(workdir, capsys, change, words):
+    shots = json.loads(json.dumps(SHOTS))
+    change(shots)
+    job = write_job(workdir, shots)  # YAML: .inf, .nan as a pipeline tool writes them
+    assert any(w in job.read_text() for w in (".inf", ".nan", "2", "-1", "7"))
+    rc, _, err = batch([job], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in err
+    assert not (workdir / "out").exists()
+
+
 def test_check_and_foreign_output(workdir, capsys):
     job = write_job(workdir)
     rc, _, err = batch([job, "--check"], capsys)

@@ -40,8 +40,11 @@ def test_form_checks_when_added():
     p = PromptSet()
     with pytest.raises(PromptError, match="2 points but 1 labels"):
         p.add_points(0, 1, [(1, 1), (2, 2)], [1])
-    with pytest.raises(PromptError, match="labels must be 1"):
-        p.add_points(0, 1, [(1, 1)], [2])
+    for label in (2, -1, 0.5, float("inf"), float("nan")):  # never rounded, never int(inf)
+        with pytest.raises(PromptError, match="labels must be 1"):
+            p.add_points(0, 1, [(1, 1)], [label])
+    with pytest.raises(PromptError, match="four numbers"):
+        p.add_box(0, 1, (0, 0, float("inf"), 9))
     with pytest.raises(PromptError, match="finite"):
         p.add_points(0, 1, [(1, float("nan"))])
     with pytest.raises(PromptError, match="empty box"):

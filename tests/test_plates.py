@@ -3,6 +3,8 @@ and every matte format read back with OpenImageIO."""
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 
 import numpy as np
@@ -356,6 +358,87 @@ def test_interrupted_matte_write_leaves_nothing(tmp_path, fmt, monkeypatch):
     assert w.in_flight is not None and w.in_flight.exists()  # complete under its temporary name only
     w.cleanup()
     assert list((tmp_path / "1").iterdir()) == []
+
+
+def _contents(folder):
+    """Every entry under `folder` with what it holds: a change anywhere shows."""
+    return sorted((str(p.relative_to(folder)), p.is_symlink(), p.read_bytes() if p.is_file() else None)
+                  for p in folder.rglob("*"))
+
+
+def _umask():
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("fmt", MATTE_FORMATS)
+def test_matte_write_never_follows_a_planted_link(tmp_path, fmt):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.txt"
+    victim.write_text("precious")
+    w = MatteWriter(tmp_path / "m", [1], fmt=fmt)
+    final = w.path(1, 7)
+    # links at the temporary names this writer once used (and near them), and at the final name
+    (final.parent / f".{final.name}.{os.getpid()}.tmp").symlink_to(outside / "created")  # dangling
+    for name in (f".{final.name}.tmp", f".{final.name}.{os.getpid() + 1}.tmp", final.name):
+        (final.parent / name).symlink_to(victim)
+    before = _contents(outside)
+    mask = np.zeros((H, W), bool)
+    mask[4:20, 8:30] = True
+    assert w.write(1, 7, mask) == final
+    assert _contents(outside) == before  # nothing written, created or followed outside
+    assert not final.is_symlink() and stat.S_ISREG(final.lstat().st_mode)  # the link was replaced
+    assert np.array_equal(w.read(1, 7), mask)
+    assert stat.S_IMODE(final.stat().st_mode) == 0o666 & ~_umask()  # as an ordinary write, not mkstemp's 0600
+    links = sorted(p.name for p in final.parent.iterdir() if p.is_symlink())
+    assert len(links) == 3 and len(list(final.parent.iterdir())) == 4  # no temporary file of ours is left
+
+
+def test_preview_never_follows_a_planted_link(tmp_path):
+    from sam2long.writers import PreviewWriter
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.mp4").write_bytes(b"precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f".preview.mp4.{os.getpid()}.tmp").symlink_to(outside / "victim.mp4")
+    (out / "preview.mp4").symlink_to(outside / "victim.mp4")
+    before = _contents(outside)
+    p = PreviewWriter(out / "preview.mp4", W, H, 12.0)
+    for i in range(3):
+        p.add(srgb_image(i), {1: np.ones((H, W), bool)})
+    p.close()
+    assert _contents(outside) == before
+    assert stat.S_ISREG((out / "preview.mp4").lstat().st_mode)
+    import av
+
+    with av.open(str(out / "preview.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 3
+    assert sorted(f.name for f in out.iterdir()) == [f".preview.mp4.{os.getpid()}.tmp", "preview.mp4"]
+
+
+def test_temporary_file_swapped_for_a_link_is_refused_by_name(tmp_path, monkeypatch):
+    """Where /proc/self/fd is missing (macOS, Windows), OpenImageIO gets the temporary file's
+    name: it is checked to still be the file we made."""
+    import sam2long.writers as writers
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    fd, tmp = writers.open_temp(tmp_path / "a.exr")
+    try:
+        real_exists = os.path.exists
+        monkeypatch.setattr(writers.os.path, "exists", lambda p: False if str(p).startswith("/proc/") else real_exists(p))
+        assert writers.name_of_open(fd, tmp) == str(tmp)
+        tmp.unlink()
+        tmp.symlink_to(victim)
+        with pytest.raises(OSError, match="was replaced while being written"):
+            writers.name_of_open(fd, tmp)
+    finally:
+        os.close(fd)
+    assert victim.read_text() == "precious"
 
 
 # --- end to end through the command line ------------------------------------------------------

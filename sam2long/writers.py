@@ -19,18 +19,23 @@ import numpy as np
 
 
 @functools.cache
-def _new_file_mode() -> int:
-    """The mode an ordinary write gives a new file (mkstemp's own is 0600, owner only)."""
+def _umask() -> int:
     umask = os.umask(0o077)  # read it by setting a stricter one for an instant
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def ordinary_mode(base: int = 0o666) -> int:
+    """The mode an ordinary open (0o666) or mkdir (0o777) gives a new file or folder;
+    mkstemp's and mkdtemp's own are owner-only."""
+    return base & ~_umask()
 
 
 def open_temp(final: Path) -> tuple[int, Path]:
     """(descriptor, path) of a new, empty, hidden temporary file for `final`, in its folder."""
     fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     if hasattr(os, "fchmod"):
-        os.fchmod(fd, _new_file_mode())
+        os.fchmod(fd, ordinary_mode())
     return fd, Path(name)
 
 

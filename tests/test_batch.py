@@ -169,6 +169,24 @@ def test_in_process_matches_track_skips_and_force(workdir, reference, capsys, mo
     assert leftovers(workdir) == []
 
 
+def test_planted_link_at_the_old_partial_name_is_not_written_through(workdir, capsys, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "keep.txt").write_text("precious")
+    out = workdir / "out"
+    out.mkdir()
+    planted = out / f"sh010.partial-{os.getpid()}"  # the name a try used to write into
+    planted.symlink_to(outside, target_is_directory=True)
+    rc, events, err = batch([write_job(workdir, SHOTS[:1]), "--json"], capsys)
+    assert rc == 0 and kinds(events) == [("sh010", "done")], err
+    assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"] and (outside / "keep.txt").read_text() == "precious"
+    result = out / "sh010"
+    assert not result.is_symlink() and (result / jobs.RECORD).is_file() and len(list((result / "1").iterdir())) == N
+    mask = os.umask(0o077)
+    os.umask(mask)
+    assert (result.stat().st_mode & 0o777) == 0o777 & ~mask  # as mkdir makes it, not mkdtemp's 0700
+    assert planted.is_symlink() and sorted(p.name for p in out.iterdir()) == sorted([planted.name, "sh010"])
+
+
 def test_failed_try_is_retried_then_reported(workdir, capsys, monkeypatch):
     from sam2long import batch as batch_module
 

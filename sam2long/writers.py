@@ -52,6 +52,19 @@ def name_of_open(fd: int, tmp: Path) -> str:
     return str(tmp)
 
 
+def write_text_file(final: Path, text: str) -> None:
+    """`text` into `final` as UTF-8, through a temporary file (complete or absent, never
+    written through a link)."""
+    fd, tmp = open_temp(final)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 MATTE_FORMATS = ("png", "png16", "exr", "tif16")
 _EXTENSIONS = {"png": "png", "png16": "png", "exr": "exr", "tif16": "tif"}
 

@@ -187,6 +187,19 @@ def test_planted_link_at_the_old_partial_name_is_not_written_through(workdir, ca
     assert planted.is_symlink() and sorted(p.name for p in out.iterdir()) == sorted([planted.name, "sh010"])
 
 
+def test_record_replaces_a_planted_link_instead_of_writing_through_it(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / jobs.RECORD).symlink_to(victim)
+    shot = jobs.Shot(index=0, name="sh010", output=str(folder), argv=[], key={"argv": []})
+    jobs.write_record(folder, shot, {"frames": 5})
+    assert victim.read_text() == "precious" and not (folder / jobs.RECORD).is_symlink()
+    assert jobs.read_record(folder) == {"key": {"argv": []}, "result": {"frames": 5}}
+    assert os.listdir(folder) == [jobs.RECORD]  # no temporary file left
+
+
 def test_failed_try_is_retried_then_reported(workdir, capsys, monkeypatch):
     from sam2long import batch as batch_module
 

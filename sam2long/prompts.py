@@ -189,19 +189,23 @@ class PromptSet:
 def read_mask(path) -> np.ndarray:
     """A mask image file (white object on black; or its alpha channel, if it has one
     that varies) -> bool [H, W]. Its size and emptiness are checked by `PromptSet`."""
-    from PIL import Image
+    from .limits import open_image, out_of_memory
 
     p = Path(path).expanduser()
     if not p.is_file():
         raise PromptError(f"mask file {str(path)!r} does not exist: give a PNG with white object on black")
     try:
-        with Image.open(p) as im:
+        with open_image(p, f"mask {str(path)!r}", error=PromptError) as im:
             if im.mode in ("RGBA", "LA"):
                 a = np.asarray(im.getchannel("A"))
                 if a.min() == a.max():  # no alpha information: use the luminance
                     a = np.asarray(im.convert("L"))
             else:
                 a = np.asarray(im.convert("L"))
+    except PromptError:
+        raise
+    except MemoryError:
+        raise out_of_memory(f"mask {str(path)!r}", error=PromptError) from None
     except Exception as e:
         raise PromptError(f"cannot read mask {str(path)!r} ({e}): give a PNG with white object on black") from None
     return a > 127 if a.max() > 1 else a > 0

@@ -306,6 +306,124 @@ def test_without_openimageio_8bit_sequences_still_work(tmp_path, monkeypatch):
         MatteWriter(tmp_path / "m", [1], fmt="exr")
 
 
+# --- bounded allocations ------------------------------------------------------------------------
+
+
+def _refused_before_allocating(path_or_call):
+    """The FrameError of opening and reading a source, and the memory peak it took."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(FrameError) as e:
+            src = open_frames(path_or_call)
+            frames_of(src)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return str(e.value), peak
+
+
+@pytest.mark.parametrize("side", [10_000, 100_000])
+def test_exr_display_window_is_checked_before_allocating(tmp_path, monkeypatch, side):
+    """A few hundred bytes: a 1x1 data window in a huge display window, the frame we would allocate."""
+    f = write_image(tmp_path / "bomb.1001.exr", np.ones((1, 1, 3), np.float32), "half", display=(side, side))
+    assert f.stat().st_size < 1000
+    if side == 10_000:  # 10^8 pixels is within the defaults (2^28): refused once the limit is lowered
+        assert open_frames(f).width == side  # the header alone; nothing decoded
+        monkeypatch.setenv("SAM2LONG_MAX_FRAME_PIXELS", "50000000")
+    message, peak = _refused_before_allocating(f)
+    assert f"is {side}x{side} ({side * side:,} pixels)" in message and "display window" in message
+    assert "SAM2LONG_MAX_FRAME_SIDE" in message and "SAM2LONG_MAX_FRAME_PIXELS" in message
+    assert ("16384 pixels a side" if side == 100_000 else "50,000,000 in all") in message
+    assert peak < 10_000_000  # a 10000x10000 RGB frame alone is 300 MB
+
+
+def test_exr_data_window_is_checked_too(tmp_path, monkeypatch):
+    f = write_image(tmp_path / "p.1.exr", np.zeros((300, 300, 3), np.float32), "half", display=(10, 10))
+    monkeypatch.setenv("SAM2LONG_MAX_FRAME_PIXELS", "50000")
+    message, _ = _refused_before_allocating(f)
+    assert "300x300" in message and "data window" in message
+
+
+def _png_header(width, height):
+    """A PNG that claims `width` x `height` (8-bit grey) and holds one tiny compressed row."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("width,height,words", [
+    (100_000, 100_000, ["too large to decode", "decompression bomb"]),  # Pillow's own guard, as a FrameError
+    (20_000, 10, ["is 20000x10", "16384 pixels a side"]),  # ours, from the header
+])
+def test_png_claiming_a_huge_size_is_refused_from_its_header(tmp_path, width, height, words):
+    f = tmp_path / "plate.1001.png"
+    f.write_bytes(_png_header(width, height))
+    message, peak = _refused_before_allocating(f)
+    for w in words:
+        assert w in message
+    assert peak < 10_000_000
+
+
+def test_limits_from_the_environment(tmp_path, monkeypatch):
+    f = tmp_path / "plate.1001.png"
+    f.write_bytes(_png_header(2000, 2000))
+    monkeypatch.setenv("SAM2LONG_MAX_FRAME_PIXELS", "1000000")
+    message, _ = _refused_before_allocating(f)
+    assert "2000x2000 (4,000,000 pixels)" in message and "1,000,000 in all" in message
+    monkeypatch.setenv("SAM2LONG_MAX_FRAME_PIXELS", "lots")
+    with pytest.raises(FrameError, match=r"\$SAM2LONG_MAX_FRAME_PIXELS='lots' is not a whole number"):
+        open_frames(f)
+    monkeypatch.delenv("SAM2LONG_MAX_FRAME_PIXELS")
+    monkeypatch.setenv("SAM2LONG_MAX_FRAME_SIDE", "1024")
+    with pytest.raises(FrameError, match="1024 pixels a side"):
+        open_frames(f)
+
+
+def test_pillow_bomb_warning_as_error_is_a_frame_error(tmp_path):
+    """Between Pillow's warning (89M pixels) and its error, where warnings are errors."""
+    import warnings
+
+    f = tmp_path / "plate.1001.png"
+    f.write_bytes(_png_header(10_000, 10_000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(FrameError, match="too large to decode"):
+            open_frames(f)
+
+
+def test_memory_error_while_decoding_is_a_frame_error(tmp_path, monkeypatch):
+    import sam2long.plates as plates
+
+    write_image(tmp_path / "p.1.exr", np.zeros((H, W, 3), np.float32), "float")
+    Image.fromarray(srgb_image()).save(tmp_path / "q.1.png")
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(plates, "quantise", no_memory)  # float pixels to 8 bit
+    with pytest.raises(FrameError, match=r"out of memory decoding frame .*p.1.exr' \(48x32\).*SAM2LONG_MAX_FRAME_PIXELS"):
+        frames_of(open_frames(tmp_path / "p.1.exr"))
+    monkeypatch.setattr(Image.Image, "convert", no_memory)
+    with pytest.raises(FrameError, match="out of memory decoding frame"):
+        frames_of(open_frames(tmp_path / "q.1.png"))
+
+
+def test_frame_grown_on_disk_after_opening_is_refused(tmp_path):
+    f = write_image(tmp_path / "p.1.exr", np.zeros((H, W, 3), np.float32), "half")
+    src = open_frames(f)
+    write_image(f, np.zeros((1, 1, 3), np.float32), "half", display=(100_000, 100_000))
+    with pytest.raises(FrameError, match="changed on disk after the shot was opened"):
+        frames_of(src)
+
+
 # --- mattes ----------------------------------------------------------------------------------------
 
 

@@ -106,3 +106,6 @@ def test_read_mask(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(PromptError, match="cannot read mask"):
         read_mask(tmp_path / "bad.png")
+    Image.fromarray(np.zeros((10, 20000), np.uint8)).save(tmp_path / "wide.png")  # compresses to a few KB
+    with pytest.raises(PromptError, match=r"mask .*wide.png' is 20000x10 .*16384 pixels a side"):
+        read_mask(tmp_path / "wide.png")

@@ -2,7 +2,7 @@
 
 The job file is read and checked by `sam2long.jobs`. Each shot runs through the same
 code as `sam2long track` (`cli.run_track`), with a model cache so that a worker loads
-each checkpoint once. A shot writes into `<output>.partial-<pid>` next to its output
+each checkpoint once. A shot writes into `<output>.partial-<random>` next to its output
 and that folder is renamed to `<output>` only when the shot is complete, with
 `sam2long_job.json` inside recording what made it; a rerun skips outputs whose record
 still matches.
@@ -27,6 +27,7 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +70,7 @@ engines:
     filesystem, as on a render farm).
 
 failures:
-  A shot writes into OUTPUT.partial-PID and is renamed to OUTPUT when complete, so a
+  A shot writes into OUTPUT.partial-XXXX and is renamed to OUTPUT when complete, so a
   half-done shot never looks done. A shot that fails (or whose worker dies) is tried
   again, up to --retries times; a shot refused as bad input (exit code 2 of `sam2long
   track`) is not. A rerun skips shots whose output records the same inputs and
@@ -154,6 +155,18 @@ def remove_partials(output) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+def new_partial(out: Path) -> Path:
+    """A new, empty folder `OUTPUT.partial-XXXX` for one try: made by mkdtemp (random name,
+    created exclusively), so a link planted at a predictable name is never written through;
+    then given the mode an ordinary mkdir would (mkdtemp's is 0700, owner only)."""
+    from .writers import ordinary_mode
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f"{out.name}.partial-", dir=out.parent))
+    os.chmod(partial, ordinary_mode(0o777))
+    return partial
+
+
 def _publish(partial: Path, out: Path) -> None:
     """Rename the complete folder into place; an older output is replaced only now."""
     if out.exists():
@@ -173,7 +186,7 @@ def run_shot(shot: Shot, load_model, report) -> dict:
     """
     out = Path(shot.output)
     remove_partials(out)
-    partial = out.with_name(f"{out.name}.partial-{os.getpid()}")
+    partial = new_partial(out)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     result = {"shot": shot.index, "worker": worker}
     report({"event": "started", "shot": shot.index, "worker": worker})

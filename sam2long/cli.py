@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -97,15 +98,17 @@ def _numbers(text: str, what: str, counts: tuple[int, ...]) -> list[float]:
         values = []
     if len(values) not in counts:
         raise argparse.ArgumentTypeError(f"{what} {text!r} must be {' or '.join(str(c) for c in counts)} comma-separated numbers")
+    if not all(math.isfinite(v) for v in values):  # float() takes "inf", "nan" and "1e999"
+        raise argparse.ArgumentTypeError(f"{what} {text!r}: every value must be a finite number (not inf or nan)")
     return values
 
 
 def _point(text):
     v = _numbers(text, "--point", (2, 3))
-    label = 1 if len(v) == 2 else int(v[2])
-    if label not in (0, 1):
+    label = 1 if len(v) == 2 else v[2]
+    if label not in (0, 1):  # 1.5 too: a label is not rounded
         raise argparse.ArgumentTypeError(f"--point {text!r}: the label must be 1 (positive) or 0 (negative)")
-    return (v[0], v[1], label)
+    return (v[0], v[1], int(label))
 
 
 def _box(text):
@@ -113,6 +116,16 @@ def _box(text):
     if x1 <= x0 or y1 <= y0:
         raise argparse.ArgumentTypeError(f"--box {text!r} must be X0,Y0,X1,Y1 with X1 > X0 and Y1 > Y0")
     return (x0, y0, x1, y1)
+
+
+def _finite(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number (not inf or nan)")
+    return v
 
 
 def _nonneg_int(text):
@@ -246,6 +259,7 @@ def validate_inputs(args) -> TrackJob:
 
     check_device(args.device)
     check_matte_format(args.format)
+    tree_config(args)  # its ranges, before a model is loaded
     source = open_frames(args.video, colorspace=getattr(args, "colorspace", None),
                          ocio_config=getattr(args, "ocio", None))
     prompts = prompts_from_events(getattr(args, "events", None), source.first_index)
@@ -279,15 +293,21 @@ def _load_model(args):
                       progress=not args.quiet, **kw)
 
 
+def tree_config(args):
+    """The memory tree the options ask for; `TreeConfig` holds the rules for their ranges."""
+    from .tree import TreeConfig
+
+    try:
+        return TreeConfig(pathways=args.pathways, iou_threshold=args.iou_threshold, uncertainty=args.uncertainty)
+    except ValueError as e:
+        raise BadInput(f"{e}: give --pathways, --iou-threshold and --uncertainty in these ranges") from None
+
+
 def build_tracker(model, args, prompts):
     from .family import family_of
     from .tracker import Tracker
-    from .tree import TreeConfig
 
-    if args.sam2:  # the model's own tracker: SAM 2's for SAM 2, SAM 3's for SAM 3
-        tree = family_of(model).plain_tree()
-    else:
-        tree = TreeConfig(pathways=args.pathways, iou_threshold=args.iou_threshold, uncertainty=args.uncertainty)
+    tree = family_of(model).plain_tree() if args.sam2 else tree_config(args)  # --sam2: the model's own tracker
     tracker = Tracker(model, tree=tree, max_lag=args.max_lag)
     prompts.add_to(tracker)
     return tracker
@@ -501,10 +521,10 @@ def _add_common(p: argparse.ArgumentParser, checkpoint_default=None):
     tree.add_argument("--pathways", type=_pos_int, default=paper.pathways, metavar="P",
                       help=f"memory pathways kept per object (default {paper.pathways}); 1 keeps one history, "
                            f"still with SAM2Long's memory selection and key modulation (plain SAM 2 is --sam2)")
-    tree.add_argument("--iou-threshold", type=float, default=paper.iou_threshold, metavar="T",
+    tree.add_argument("--iou-threshold", type=_finite, default=paper.iou_threshold, metavar="T",
                       help=f"a frame enters an object's memory only if its predicted IoU is above T "
                            f"(default {paper.iou_threshold})")
-    tree.add_argument("--uncertainty", type=float, default=paper.uncertainty, metavar="U",
+    tree.add_argument("--uncertainty", type=_finite, default=paper.uncertainty, metavar="U",
                       help=f"when every pathway's |object score| is at most U, keep diverse candidates "
                            f"instead of the top scores (default {paper.uncertainty})")
     tree.add_argument("--sam2", "--no-tree", dest="sam2", action="store_true",

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .errors import FrameError, first_line
+from .limits import check_frame_size, frame_limits, out_of_memory
 
 
 @runtime_checkable
@@ -157,6 +158,7 @@ class VideoFrames:
             ) from None
         if self.width <= 0 or self.height <= 0 or count <= 0:
             raise FrameError(f"video {str(path)!r} has no frames: re-export it or give a folder of frames")
+        check_frame_size(self.width, self.height, f"video {str(path)!r}")
         self._count = count
         if block_size is None:
             per_frame = max(1, self.width * self.height * 3)
@@ -196,6 +198,8 @@ class VideoFrames:
         container = av.open(str(self.path))
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        # FFmpeg's own guard on what its decoder allocates, should the stream grow midway
+        stream.codec_context.options = {"max_pixels": str(frame_limits()[1])}
         return container, stream
 
     def _decode_range(self, a: int, b: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -207,6 +211,8 @@ class VideoFrames:
                 yield i, frame
         except FrameError:
             raise
+        except MemoryError:
+            raise out_of_memory(f"video {str(self.path)!r} at frame {failed_at} ({self.width}x{self.height})") from None
         except Exception as e:
             import av
 
@@ -216,6 +222,14 @@ class VideoFrames:
                     f"the file is corrupt or truncated; re-export it or give a folder of frames"
                 ) from None
             raise
+
+    def _rgb(self, frame, idx: int) -> np.ndarray:
+        """The decoded frame as RGB, once its size is the header's (a stream may change size
+        midway; converting a frame larger than the one checked would allocate unchecked)."""
+        if (frame.width, frame.height) != (self.width, self.height):
+            raise FrameError(f"frame {idx} of video {str(self.path)!r} is {frame.width}x{frame.height} but the "
+                             f"video is {self.width}x{self.height}: re-export it at one size")
+        return frame.to_ndarray(format="rgb24")
 
     def _decode_range_inner(self, a, b):
         start_pts = None
@@ -248,7 +262,7 @@ class VideoFrames:
                     continue
                 if idx > b:
                     return
-                yield idx, frame.to_ndarray(format="rgb24")
+                yield idx, self._rgb(frame, idx)
                 if idx == b:
                     return
             if idx < b:
@@ -266,7 +280,7 @@ class VideoFrames:
             for idx, frame in enumerate(container.decode(stream)):
                 if idx < a:
                     continue
-                yield idx, frame.to_ndarray(format="rgb24")
+                yield idx, self._rgb(frame, idx)
                 if idx >= b:
                     return
             raise FrameError(

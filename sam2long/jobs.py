@@ -340,4 +340,6 @@ def is_done(shot: Shot) -> bool:
 
 def write_record(folder, shot: Shot, result: dict) -> None:
     text = json.dumps({"key": shot.key, "result": result}, indent=1)
-    (Path(folder) / RECORD).write_text(text + "\n", encoding="utf-8")
+    from .writers import write_text_file
+
+    write_text_file(Path(folder) / RECORD, text + "\n")

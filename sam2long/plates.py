@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FrameError, first_line
+from .limits import check_frame_size, open_image, out_of_memory
 
 PIL_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 OIIO_EXTENSIONS = (".exr", ".dpx", ".tif", ".tiff")
@@ -249,11 +250,11 @@ class _Header:
         self.file = f
         self.oiio = use_oiio
         if not use_oiio:
-            from PIL import Image
-
             try:
-                with Image.open(f) as im:
+                with open_image(f, f"frame {str(f)!r}") as im:
                     self.width, self.height = im.size
+            except FrameError:
+                raise
             except Exception as e:
                 raise FrameError(f"cannot read frame {str(f)!r} ({first_line(e)}): replace or remove it") from None
             self.format, self.channels, self.fps, self.dpx_transfer = "uint8", None, None, ""
@@ -267,6 +268,14 @@ class _Header:
             s = inp.spec()
         finally:
             inp.close()
+        self.layout = _layout(s)
+        if s.depth != 1:
+            raise FrameError(f"{str(f)!r} is a volume image ({s.depth} slices deep), not a frame: "
+                             f"give plates of flat images")
+        # Both windows are allocated when the frame is read: the display window (the frame)
+        # and the data window (the pixels stored), which may be far larger or smaller.
+        check_frame_size(s.full_width, s.full_height, f"frame {str(f)!r} (its display window)")
+        check_frame_size(s.width, s.height, f"frame {str(f)!r} (its data window)")
         self.width, self.height = s.full_width, s.full_height
         self.window = (s.x - s.full_x, s.y - s.full_y, s.width, s.height)  # data window in display coords
         self.format = str(s.format)
@@ -276,6 +285,12 @@ class _Header:
         if isinstance(fps, tuple) and len(fps) == 2 and fps[1]:
             fps = fps[0] / fps[1]
         self.fps = float(fps) if isinstance(fps, (int, float)) and fps > 0 else None
+
+
+def _layout(spec) -> tuple:
+    """What decides the allocations of a read: the windows, channels and pixel type."""
+    return (spec.full_x, spec.full_y, spec.full_width, spec.full_height, spec.x, spec.y, spec.width,
+            spec.height, spec.depth, spec.nchannels, str(spec.format))
 
 
 def _rgb_channels(names: list[str], f: Path) -> list[int]:
@@ -350,34 +365,47 @@ class PlateFrames:
                 f"{self.first_index + len(self) - 1})")
 
     def _read(self, h: _Header) -> np.ndarray:
-        if not h.oiio:
-            from PIL import Image
+        what = f"frame {str(h.file)!r}"
+        changed = (f"{what} changed on disk after the shot was opened (it is another size or layout now): "
+                   f"open the shot again")
+        try:
+            if not h.oiio:
+                try:
+                    with open_image(h.file, what) as im:
+                        if im.size != (h.width, h.height):
+                            raise FrameError(changed)
+                        return np.array(im.convert("RGB"), dtype=np.uint8)  # a writable copy
+                except (FrameError, MemoryError):
+                    raise
+                except Exception as e:
+                    raise FrameError(f"cannot read {what} ({first_line(e)}): replace or remove it") from None
+            return self._read_oiio(h, what, changed)
+        except MemoryError:
+            raise out_of_memory(f"{what} ({self.width}x{self.height})") from None
 
-            try:
-                with Image.open(h.file) as im:
-                    return np.array(im.convert("RGB"), dtype=np.uint8)  # a writable copy
-            except Exception as e:
-                raise FrameError(f"cannot read frame {str(h.file)!r} ({first_line(e)}): replace or remove it") from None
+    def _read_oiio(self, h: _Header, what: str, changed: str) -> np.ndarray:
         io = oiio()
         half = h.format == "half" and self._ocio is None
         small_int = h.format in ("uint8", "uint16", "int8", "int16") and self._ocio is None
         kind = "half" if half else "uint16" if small_int else "float"
         inp = io.ImageInput.open(str(h.file))
-        pixels = None
-        if inp is not None:
-            lo, hi = min(h.channels), max(h.channels) + 1
-            pixels = inp.read_image(0, 0, lo, hi, kind)
-            error = inp.geterror()
-            inp.close()
-            if pixels is not None:
-                pixels = pixels.reshape(h.window[3], h.window[2], hi - lo)
-                if h.channels != [0, 1, 2]:  # grey, or R, G, B not first and in order
-                    pixels = pixels[..., [c - lo for c in h.channels]]
+        if inp is None:
+            error, pixels = io.geterror(), None
         else:
-            error = io.geterror()
+            try:
+                if _layout(inp.spec()) != h.layout:  # sizes were checked on the header read then
+                    raise FrameError(changed)
+                lo, hi = min(h.channels), max(h.channels) + 1
+                pixels = inp.read_image(0, 0, lo, hi, kind)
+                error = inp.geterror()
+            finally:
+                inp.close()
         if pixels is None:
-            raise FrameError(f"cannot read frame {str(h.file)!r} ({first_line(error)}): the file is "
+            raise FrameError(f"cannot read {what} ({first_line(error)}): the file is "
                              f"corrupt or truncated; replace or re-render it")
+        pixels = pixels.reshape(h.window[3], h.window[2], hi - lo)
+        if h.channels != [0, 1, 2]:  # grey, or R, G, B not first and in order
+            pixels = pixels[..., [c - lo for c in h.channels]]
         # the data window may be smaller (or larger) than the frame: crop, then place
         x, y, w, hgt = h.window
         x0, y0 = max(0, -x), max(0, -y)

@@ -73,11 +73,12 @@ class PromptSet:
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2) if len(points) else np.zeros((0, 2))
         if len(pts) == 0:
             raise PromptError(f"no points given for {_where(obj_id, frame)}; give at least one (x, y) point")
-        labels = [1] * len(pts) if labels is None else [int(v) for v in labels]
+        labels = [1] * len(pts) if labels is None else list(labels)
         if len(labels) != len(pts):
             raise PromptError(f"{len(pts)} points but {len(labels)} labels for {_where(obj_id, frame)}")
-        if any(v not in (0, 1) for v in labels):
+        if any(v not in (0, 1) for v in labels):  # checked before int(): int(inf) overflows, int(0.5) is 0
             raise PromptError(f"point labels must be 1 (positive) or 0 (negative) for {_where(obj_id, frame)}")
+        labels = [int(v) for v in labels]
         if not np.isfinite(pts).all():
             raise PromptError(f"point coordinates must be finite numbers for {_where(obj_id, frame)}")
         slot = self._slot(obj_id, frame)
@@ -188,19 +189,23 @@ class PromptSet:
 def read_mask(path) -> np.ndarray:
     """A mask image file (white object on black; or its alpha channel, if it has one
     that varies) -> bool [H, W]. Its size and emptiness are checked by `PromptSet`."""
-    from PIL import Image
+    from .limits import open_image, out_of_memory
 
     p = Path(path).expanduser()
     if not p.is_file():
         raise PromptError(f"mask file {str(path)!r} does not exist: give a PNG with white object on black")
     try:
-        with Image.open(p) as im:
+        with open_image(p, f"mask {str(path)!r}", error=PromptError) as im:
             if im.mode in ("RGBA", "LA"):
                 a = np.asarray(im.getchannel("A"))
                 if a.min() == a.max():  # no alpha information: use the luminance
                     a = np.asarray(im.convert("L"))
             else:
                 a = np.asarray(im.convert("L"))
+    except PromptError:
+        raise
+    except MemoryError:
+        raise out_of_memory(f"mask {str(path)!r}", error=PromptError) from None
     except Exception as e:
         raise PromptError(f"cannot read mask {str(path)!r} ({e}): give a PNG with white object on black") from None
     return a > 127 if a.max() > 1 else a > 0

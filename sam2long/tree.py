@@ -42,8 +42,8 @@ class TreeConfig:
             raise ValueError(f"pathways must be a whole number >= 1, got {self.pathways!r}")
         if not 0.0 <= self.iou_threshold < 1.0:
             raise ValueError(f"iou_threshold must be in [0, 1), got {self.iou_threshold!r}")
-        if self.uncertainty < 0:
-            raise ValueError(f"uncertainty must be >= 0, got {self.uncertainty!r}")
+        if not 0 <= self.uncertainty < math.inf:  # nan fails this too
+            raise ValueError(f"uncertainty must be a finite number >= 0, got {self.uncertainty!r}")
         low, high = self.modulation_range
         if not 0 < low <= high:
             raise ValueError(f"modulation_range must satisfy 0 < low <= high, got {self.modulation_range!r}")

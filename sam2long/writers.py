@@ -2,20 +2,67 @@
 
 Every file is written under a temporary name in its final folder and renamed
 when complete, so an interrupted run never leaves a half-written file behind.
+The temporary file is made by `mkstemp` (a random name, created exclusively) and
+written through its descriptor, so a link planted in the folder is never written
+through; the rename replaces a link at the final name instead of following it.
 The command line and the ComfyUI save node share these writers.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 
-def temp_path(final: Path) -> Path:
-    """A hidden sibling of `final`, unique to this process."""
-    return final.with_name(f".{final.name}.{os.getpid()}.tmp")
+@functools.cache
+def _umask() -> int:
+    umask = os.umask(0o077)  # read it by setting a stricter one for an instant
+    os.umask(umask)
+    return umask
+
+
+def ordinary_mode(base: int = 0o666) -> int:
+    """The mode an ordinary open (0o666) or mkdir (0o777) gives a new file or folder;
+    mkstemp's and mkdtemp's own are owner-only."""
+    return base & ~_umask()
+
+
+def open_temp(final: Path) -> tuple[int, Path]:
+    """(descriptor, path) of a new, empty, hidden temporary file for `final`, in its folder."""
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, ordinary_mode())
+    return fd, Path(name)
+
+
+def name_of_open(fd: int, tmp: Path) -> str:
+    """A file name for our open temporary file, for a library that only opens names
+    (OpenImageIO). On Linux /proc/self/fd/N reaches that very file whatever is renamed in
+    the folder meanwhile; elsewhere its path, once checked to still be our file."""
+    proc = f"/proc/self/fd/{fd}"
+    if os.path.exists(proc):
+        return proc
+    if not os.path.samestat(os.fstat(fd), os.lstat(tmp)):
+        raise OSError(f"the temporary file {str(tmp)!r} was replaced while being written: "
+                      f"someone else is writing in {str(tmp.parent)!r}")
+    return str(tmp)
+
+
+def write_text_file(final: Path, text: str) -> None:
+    """`text` into `final` as UTF-8, through a temporary file (complete or absent, never
+    written through a link)."""
+    fd, tmp = open_temp(final)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 MATTE_FORMATS = ("png", "png16", "exr", "tif16")
@@ -73,22 +120,26 @@ class MatteWriter:
         if m.dtype == np.uint8:
             m = m.astype(np.float32) / 255.0
         final = self.path(obj, frame)
-        tmp = temp_path(final)
-        self.in_flight = tmp
         values = np.clip(m.astype(np.float32), 0.0, 1.0)
+        fd, tmp = open_temp(final)
+        self.in_flight = tmp
         if self.fmt == "png":
             from PIL import Image
 
             img = Image.fromarray(np.floor(values * 255.0 + 0.5).astype(np.uint8), mode="L")
-            img.save(tmp, format="PNG", compress_level=3)
+            with os.fdopen(fd, "wb") as f:
+                img.save(f, format="PNG", compress_level=3)
         else:
-            self._write_oiio(final, tmp, values)
+            try:
+                self._write_oiio(final, name_of_open(fd, tmp), values)
+            finally:
+                os.close(fd)
         os.replace(tmp, final)
         self.in_flight = None
         self.written += 1
         return final
 
-    def _write_oiio(self, final: Path, tmp: Path, values: np.ndarray) -> None:
+    def _write_oiio(self, final: Path, tmp: str, values: np.ndarray) -> None:
         import OpenImageIO as oiio
 
         h, w = values.shape
@@ -104,7 +155,7 @@ class MatteWriter:
                 spec.attribute("compression", "zip")
             pixels = np.floor(values * 65535.0 + 0.5).astype(np.uint16)
         out = oiio.ImageOutput.create(str(final))  # the plugin follows the final name, not the temp one
-        if out is None or not out.open(str(tmp), spec) or not out.write_image(pixels[..., None]):
+        if out is None or not out.open(tmp, spec) or not out.write_image(pixels[..., None]):
             error = out.geterror() if out is not None else oiio.geterror()
             if out is not None:
                 out.close()
@@ -147,10 +198,16 @@ class PreviewWriter:
         import av
 
         self.path = Path(path)
-        self.tmp = temp_path(self.path)
+        fd, self.tmp = open_temp(self.path)
+        self.file = os.fdopen(fd, "w+b")  # the muxer seeks back to finish the mp4
         self.width, self.height = width, height
         self.opacity = opacity
-        self.container = av.open(str(self.tmp), mode="w", format="mp4")
+        try:
+            self.container = av.open(self.file, mode="w", format="mp4")
+        except BaseException:
+            self.file.close()
+            self.tmp.unlink(missing_ok=True)
+            raise
         rate = max(1, int(round(fps))) if fps and fps > 0 else 24
         self.stream = None
         for codec in ("libx264", "h264", "mpeg4"):
@@ -161,7 +218,7 @@ class PreviewWriter:
             self.stream = stream
             break
         if self.stream is None:  # pragma: no cover - PyAV always ships mpeg4
-            self.container.close()
+            self.abort()
             raise RuntimeError("no H.264 or MPEG-4 encoder in this PyAV build")
         self.codec = self.stream.codec_context.name
         self.stream.width, self.stream.height = _even(width), _even(height)
@@ -192,6 +249,7 @@ class PreviewWriter:
         for packet in self.stream.encode():
             self.container.mux(packet)
         self.container.close()
+        self.file.close()
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
@@ -199,4 +257,5 @@ class PreviewWriter:
             self.container.close()
         except Exception:
             pass
+        self.file.close()
         self.tmp.unlink(missing_ok=True)

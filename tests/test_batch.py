@@ -169,6 +169,37 @@ def test_in_process_matches_track_skips_and_force(workdir, reference, capsys, mo
     assert leftovers(workdir) == []
 
 
+def test_planted_link_at_the_old_partial_name_is_not_written_through(workdir, capsys, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "keep.txt").write_text("precious")
+    out = workdir / "out"
+    out.mkdir()
+    planted = out / f"sh010.partial-{os.getpid()}"  # the name a try used to write into
+    planted.symlink_to(outside, target_is_directory=True)
+    rc, events, err = batch([write_job(workdir, SHOTS[:1]), "--json"], capsys)
+    assert rc == 0 and kinds(events) == [("sh010", "done")], err
+    assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"] and (outside / "keep.txt").read_text() == "precious"
+    result = out / "sh010"
+    assert not result.is_symlink() and (result / jobs.RECORD).is_file() and len(list((result / "1").iterdir())) == N
+    mask = os.umask(0o077)
+    os.umask(mask)
+    assert (result.stat().st_mode & 0o777) == 0o777 & ~mask  # as mkdir makes it, not mkdtemp's 0700
+    assert planted.is_symlink() and sorted(p.name for p in out.iterdir()) == sorted([planted.name, "sh010"])
+
+
+def test_record_replaces_a_planted_link_instead_of_writing_through_it(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / jobs.RECORD).symlink_to(victim)
+    shot = jobs.Shot(index=0, name="sh010", output=str(folder), argv=[], key={"argv": []})
+    jobs.write_record(folder, shot, {"frames": 5})
+    assert victim.read_text() == "precious" and not (folder / jobs.RECORD).is_symlink()
+    assert jobs.read_record(folder) == {"key": {"argv": []}, "result": {"frames": 5}}
+    assert os.listdir(folder) == [jobs.RECORD]  # no temporary file left
+
+
 def test_failed_try_is_retried_then_reported(workdir, capsys, monkeypatch):
     from sam2long import batch as batch_module
 
@@ -218,6 +249,30 @@ def test_bad_job_file_refused_before_any_output(workdir, capsys, change, words):
     job = write_job(workdir, shots, name="job.json")
     rc, _, err = batch([job], capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    for w in words:
+        assert w in err
+    assert not (workdir / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "change,words",
+    [
+        (lambda s: s[0]["prompts"][1].update(label=float("inf")), ["shot 1 (sh010)", "prompts[1]", "finite"]),
+        (lambda s: s[0]["prompts"][0].update(point=[float("nan"), 3]), ["shot 1 (sh010)", "prompts[0]", "finite"]),
+        (lambda s: s[1]["prompts"][0].update(box=[8, 8, float("inf"), 28]), ["shot 2 (sh020)", "prompts[0]", "finite"]),
+        (lambda s: s[0]["prompts"][1].update(label=2), ["shot 1 (sh010)", "prompts[1]", "label must be 1"]),
+        (lambda s: s[0]["prompts"][1].update(label=-1), ["shot 1 (sh010)", "prompts[1]", "label must be 1"]),
+        (lambda s: s[2].update(uncertainty=float("nan")), ["shot 3 (sh030)", "uncertainty", "finite"]),
+        (lambda s: s[2].update(iou_threshold=7), ["shot 3 (sh030)", "iou_threshold"]),
+    ],
+)
+def test_non_finite_numbers_in_a_job_file_exit_2(workdir, capsys, change, words):
+    shots = json.loads(json.dumps(SHOTS))
+    change(shots)
+    job = write_job(workdir, shots)  # YAML: .inf, .nan as a pipeline tool writes them
+    assert any(w in job.read_text() for w in (".inf", ".nan", "2", "-1", "7"))
+    rc, _, err = batch([job], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     for w in words:
         assert w in err
     assert not (workdir / "out").exists()

@@ -172,6 +172,33 @@ def test_missing_video_and_bad_mask(clip, tmp_path, capsys, in_memory_model):
     assert rc == 2 and "does not exist" in err
 
 
+@pytest.mark.parametrize(
+    "extra,words",
+    [
+        (["--point", "1,2,inf"], ["--point", "finite"]),
+        (["--point", "1,2,nan"], ["--point", "finite"]),
+        (["--point", "inf,2"], ["--point", "finite"]),
+        (["--point", "1e999,2"], ["--point", "finite"]),
+        (["--box", "0,0,nan,5"], ["--box", "finite"]),
+        (["--box", "0,-inf,5,5"], ["--box", "finite"]),
+        (["--point", "1,2,2"], ["label must be 1"]),
+        (["--point", "1,2,-1"], ["label must be 1"]),
+        (["--point", "1,2,0.5"], ["label must be 1"]),
+        (["--point", "5,5", "--iou-threshold", "nan"], ["--iou-threshold", "finite"]),
+        (["--point", "5,5", "--uncertainty", "inf"], ["--uncertainty", "finite"]),
+        (["--point", "5,5", "--iou-threshold", "5"], ["iou_threshold", "--iou-threshold"]),
+        (["--point", "5,5", "--uncertainty", "-1"], ["uncertainty", "--uncertainty"]),
+    ],
+)
+def test_non_finite_and_out_of_range_numbers_exit_2(clip, tmp_path, capsys, extra, words, in_memory_model):
+    out = tmp_path / "out"
+    rc, _, err = run(["track", clip, "--checkpoint", "x", "--out", out, *extra], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in err
+    assert not out.exists() and in_memory_model == []
+
+
 def test_mask_stands_alone(clip, tmp_path, capsys, in_memory_model):
     _, mpath = mask_file(tmp_path / "m.png")
     empty = tmp_path / "empty.png"

@@ -188,3 +188,39 @@ def test_truncated_video_is_a_frame_error(tmp_path):
     # mkv headers do not carry the frame count, so the demux count sees the cut
     assert len(src) < 40
     collect(src, range(len(src) - 1, -1, -1))
+
+
+# --- bounded allocations ---------------------------------------------------------------------
+
+
+def test_video_over_the_frame_limit_is_refused_from_its_header(tmp_path, monkeypatch):
+    video = write_video(tmp_path / "v.mkv", n=3)
+    monkeypatch.setenv("SAM2LONG_MAX_FRAME_SIDE", "32")
+    with pytest.raises(FrameError, match=r"video .* is 64x48 \(3,072 pixels\), over the limit of 32 pixels a "
+                                         r"side .*SAM2LONG_MAX_FRAME_SIDE"):
+        open_frames(video)
+
+
+def test_video_decoding_stays_within_the_checked_size(tmp_path, monkeypatch):
+    video = write_video(tmp_path / "v.mkv", n=3)
+    src = open_frames(video)
+    # FFmpeg's decoder is held to the pixel limit too (its max_pixels), should the stream grow
+    monkeypatch.setenv("SAM2LONG_MAX_FRAME_PIXELS", "1000")
+    with pytest.raises(FrameError, match="cannot decode video"):
+        collect(src, [0])
+    monkeypatch.delenv("SAM2LONG_MAX_FRAME_PIXELS")
+    # a decoded frame of another size than the header's is refused before it is converted
+    src.width, src.height = 32, 24
+    with pytest.raises(FrameError, match=r"frame 0 of video .* is 64x48 but the video is 32x24"):
+        collect(src, [0])
+
+
+def test_memory_error_while_decoding_video_is_a_frame_error(tmp_path, monkeypatch):
+    src = open_frames(write_video(tmp_path / "v.mkv", n=3))
+
+    def no_memory(self, frame, idx):
+        raise MemoryError
+
+    monkeypatch.setattr(VideoFrames, "_rgb", no_memory)
+    with pytest.raises(FrameError, match=r"out of memory decoding video .* at frame 0 \(64x48\)"):
+        collect(src, [0, 1])

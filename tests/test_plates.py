@@ -3,6 +3,8 @@ and every matte format read back with OpenImageIO."""
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 
 import numpy as np
@@ -304,6 +306,124 @@ def test_without_openimageio_8bit_sequences_still_work(tmp_path, monkeypatch):
         MatteWriter(tmp_path / "m", [1], fmt="exr")
 
 
+# --- bounded allocations ------------------------------------------------------------------------
+
+
+def _refused_before_allocating(path_or_call):
+    """The FrameError of opening and reading a source, and the memory peak it took."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(FrameError) as e:
+            src = open_frames(path_or_call)
+            frames_of(src)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return str(e.value), peak
+
+
+@pytest.mark.parametrize("side", [10_000, 100_000])
+def test_exr_display_window_is_checked_before_allocating(tmp_path, monkeypatch, side):
+    """A few hundred bytes: a 1x1 data window in a huge display window, the frame we would allocate."""
+    f = write_image(tmp_path / "bomb.1001.exr", np.ones((1, 1, 3), np.float32), "half", display=(side, side))
+    assert f.stat().st_size < 1000
+    if side == 10_000:  # 10^8 pixels is within the defaults (2^28): refused once the limit is lowered
+        assert open_frames(f).width == side  # the header alone; nothing decoded
+        monkeypatch.setenv("SAM2LONG_MAX_FRAME_PIXELS", "50000000")
+    message, peak = _refused_before_allocating(f)
+    assert f"is {side}x{side} ({side * side:,} pixels)" in message and "display window" in message
+    assert "SAM2LONG_MAX_FRAME_SIDE" in message and "SAM2LONG_MAX_FRAME_PIXELS" in message
+    assert ("16384 pixels a side" if side == 100_000 else "50,000,000 in all") in message
+    assert peak < 10_000_000  # a 10000x10000 RGB frame alone is 300 MB
+
+
+def test_exr_data_window_is_checked_too(tmp_path, monkeypatch):
+    f = write_image(tmp_path / "p.1.exr", np.zeros((300, 300, 3), np.float32), "half", display=(10, 10))
+    monkeypatch.setenv("SAM2LONG_MAX_FRAME_PIXELS", "50000")
+    message, _ = _refused_before_allocating(f)
+    assert "300x300" in message and "data window" in message
+
+
+def _png_header(width, height):
+    """A PNG that claims `width` x `height` (8-bit grey) and holds one tiny compressed row."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("width,height,words", [
+    (100_000, 100_000, ["too large to decode", "decompression bomb"]),  # Pillow's own guard, as a FrameError
+    (20_000, 10, ["is 20000x10", "16384 pixels a side"]),  # ours, from the header
+])
+def test_png_claiming_a_huge_size_is_refused_from_its_header(tmp_path, width, height, words):
+    f = tmp_path / "plate.1001.png"
+    f.write_bytes(_png_header(width, height))
+    message, peak = _refused_before_allocating(f)
+    for w in words:
+        assert w in message
+    assert peak < 10_000_000
+
+
+def test_limits_from_the_environment(tmp_path, monkeypatch):
+    f = tmp_path / "plate.1001.png"
+    f.write_bytes(_png_header(2000, 2000))
+    monkeypatch.setenv("SAM2LONG_MAX_FRAME_PIXELS", "1000000")
+    message, _ = _refused_before_allocating(f)
+    assert "2000x2000 (4,000,000 pixels)" in message and "1,000,000 in all" in message
+    monkeypatch.setenv("SAM2LONG_MAX_FRAME_PIXELS", "lots")
+    with pytest.raises(FrameError, match=r"\$SAM2LONG_MAX_FRAME_PIXELS='lots' is not a whole number"):
+        open_frames(f)
+    monkeypatch.delenv("SAM2LONG_MAX_FRAME_PIXELS")
+    monkeypatch.setenv("SAM2LONG_MAX_FRAME_SIDE", "1024")
+    with pytest.raises(FrameError, match="1024 pixels a side"):
+        open_frames(f)
+
+
+def test_pillow_bomb_warning_as_error_is_a_frame_error(tmp_path):
+    """Between Pillow's warning (89M pixels) and its error, where warnings are errors."""
+    import warnings
+
+    f = tmp_path / "plate.1001.png"
+    f.write_bytes(_png_header(10_000, 10_000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(FrameError, match="too large to decode"):
+            open_frames(f)
+
+
+def test_memory_error_while_decoding_is_a_frame_error(tmp_path, monkeypatch):
+    import sam2long.plates as plates
+
+    write_image(tmp_path / "p.1.exr", np.zeros((H, W, 3), np.float32), "float")
+    Image.fromarray(srgb_image()).save(tmp_path / "q.1.png")
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(plates, "quantise", no_memory)  # float pixels to 8 bit
+    with pytest.raises(FrameError, match=r"out of memory decoding frame .*p.1.exr' \(48x32\).*SAM2LONG_MAX_FRAME_PIXELS"):
+        frames_of(open_frames(tmp_path / "p.1.exr"))
+    monkeypatch.setattr(Image.Image, "convert", no_memory)
+    with pytest.raises(FrameError, match="out of memory decoding frame"):
+        frames_of(open_frames(tmp_path / "q.1.png"))
+
+
+def test_frame_grown_on_disk_after_opening_is_refused(tmp_path):
+    f = write_image(tmp_path / "p.1.exr", np.zeros((H, W, 3), np.float32), "half")
+    src = open_frames(f)
+    write_image(f, np.zeros((1, 1, 3), np.float32), "half", display=(100_000, 100_000))
+    with pytest.raises(FrameError, match="changed on disk after the shot was opened"):
+        frames_of(src)
+
+
 # --- mattes ----------------------------------------------------------------------------------------
 
 
@@ -356,6 +476,87 @@ def test_interrupted_matte_write_leaves_nothing(tmp_path, fmt, monkeypatch):
     assert w.in_flight is not None and w.in_flight.exists()  # complete under its temporary name only
     w.cleanup()
     assert list((tmp_path / "1").iterdir()) == []
+
+
+def _contents(folder):
+    """Every entry under `folder` with what it holds: a change anywhere shows."""
+    return sorted((str(p.relative_to(folder)), p.is_symlink(), p.read_bytes() if p.is_file() else None)
+                  for p in folder.rglob("*"))
+
+
+def _umask():
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("fmt", MATTE_FORMATS)
+def test_matte_write_never_follows_a_planted_link(tmp_path, fmt):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.txt"
+    victim.write_text("precious")
+    w = MatteWriter(tmp_path / "m", [1], fmt=fmt)
+    final = w.path(1, 7)
+    # links at the temporary names this writer once used (and near them), and at the final name
+    (final.parent / f".{final.name}.{os.getpid()}.tmp").symlink_to(outside / "created")  # dangling
+    for name in (f".{final.name}.tmp", f".{final.name}.{os.getpid() + 1}.tmp", final.name):
+        (final.parent / name).symlink_to(victim)
+    before = _contents(outside)
+    mask = np.zeros((H, W), bool)
+    mask[4:20, 8:30] = True
+    assert w.write(1, 7, mask) == final
+    assert _contents(outside) == before  # nothing written, created or followed outside
+    assert not final.is_symlink() and stat.S_ISREG(final.lstat().st_mode)  # the link was replaced
+    assert np.array_equal(w.read(1, 7), mask)
+    assert stat.S_IMODE(final.stat().st_mode) == 0o666 & ~_umask()  # as an ordinary write, not mkstemp's 0600
+    links = sorted(p.name for p in final.parent.iterdir() if p.is_symlink())
+    assert len(links) == 3 and len(list(final.parent.iterdir())) == 4  # no temporary file of ours is left
+
+
+def test_preview_never_follows_a_planted_link(tmp_path):
+    from sam2long.writers import PreviewWriter
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.mp4").write_bytes(b"precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f".preview.mp4.{os.getpid()}.tmp").symlink_to(outside / "victim.mp4")
+    (out / "preview.mp4").symlink_to(outside / "victim.mp4")
+    before = _contents(outside)
+    p = PreviewWriter(out / "preview.mp4", W, H, 12.0)
+    for i in range(3):
+        p.add(srgb_image(i), {1: np.ones((H, W), bool)})
+    p.close()
+    assert _contents(outside) == before
+    assert stat.S_ISREG((out / "preview.mp4").lstat().st_mode)
+    import av
+
+    with av.open(str(out / "preview.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 3
+    assert sorted(f.name for f in out.iterdir()) == [f".preview.mp4.{os.getpid()}.tmp", "preview.mp4"]
+
+
+def test_temporary_file_swapped_for_a_link_is_refused_by_name(tmp_path, monkeypatch):
+    """Where /proc/self/fd is missing (macOS, Windows), OpenImageIO gets the temporary file's
+    name: it is checked to still be the file we made."""
+    import sam2long.writers as writers
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    fd, tmp = writers.open_temp(tmp_path / "a.exr")
+    try:
+        real_exists = os.path.exists
+        monkeypatch.setattr(writers.os.path, "exists", lambda p: False if str(p).startswith("/proc/") else real_exists(p))
+        assert writers.name_of_open(fd, tmp) == str(tmp)
+        tmp.unlink()
+        tmp.symlink_to(victim)
+        with pytest.raises(OSError, match="was replaced while being written"):
+            writers.name_of_open(fd, tmp)
+    finally:
+        os.close(fd)
+    assert victim.read_text() == "precious"
 
 
 # --- end to end through the command line ------------------------------------------------------

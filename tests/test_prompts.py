@@ -40,8 +40,11 @@ def test_form_checks_when_added():
     p = PromptSet()
     with pytest.raises(PromptError, match="2 points but 1 labels"):
         p.add_points(0, 1, [(1, 1), (2, 2)], [1])
-    with pytest.raises(PromptError, match="labels must be 1"):
-        p.add_points(0, 1, [(1, 1)], [2])
+    for label in (2, -1, 0.5, float("inf"), float("nan")):  # never rounded, never int(inf)
+        with pytest.raises(PromptError, match="labels must be 1"):
+            p.add_points(0, 1, [(1, 1)], [label])
+    with pytest.raises(PromptError, match="four numbers"):
+        p.add_box(0, 1, (0, 0, float("inf"), 9))
     with pytest.raises(PromptError, match="finite"):
         p.add_points(0, 1, [(1, float("nan"))])
     with pytest.raises(PromptError, match="empty box"):
@@ -103,3 +106,6 @@ def test_read_mask(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(PromptError, match="cannot read mask"):
         read_mask(tmp_path / "bad.png")
+    Image.fromarray(np.zeros((10, 20000), np.uint8)).save(tmp_path / "wide.png")  # compresses to a few KB
+    with pytest.raises(PromptError, match=r"mask .*wide.png' is 20000x10 .*16384 pixels a side"):
+        read_mask(tmp_path / "wide.png")

@@ -272,6 +272,11 @@ def test_tree_config_validation():
         TreeConfig(pathways=0)
     with pytest.raises(ValueError, match="iou_threshold"):
         TreeConfig(iou_threshold=1.5)
+    for bad in (float("nan"), float("inf"), -1.0):  # a node's float widget lets nan through its min/max
+        with pytest.raises(ValueError, match="uncertainty"):
+            TreeConfig(uncertainty=bad)
+    with pytest.raises(ValueError, match="iou_threshold"):
+        TreeConfig(iou_threshold=float("nan"))
     assert TreeConfig.sam2() == TreeConfig(pathways=1, memory_selection=False, key_modulation=False)
     assert Choice(0, 1, 0.0).index == 1
 

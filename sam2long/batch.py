@@ -24,6 +24,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import sys
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import cli
-from .jobs import JobError, Shot, is_done, load_job, write_record
+from .jobs import JobError, Shot, is_done, load_job, mark_in_progress, write_record, written_by_us
 
 EXIT_FAILED = 1
 POLL_S = 0.25  # how often the Ray engine refreshes the progress while waiting
@@ -75,6 +76,12 @@ failures:
   track`) is not. A rerun skips shots whose output records the same inputs and
   settings (OUTPUT/sam2long_job.json); --force redoes them. The run ends with a table
   and exits 1 if any shot failed, 2 if the job file is refused, 130 on Ctrl-C.
+
+refused, with or without --force (batch never destroys what it did not write):
+  an output that is, holds or lies inside an input (a video, a frame folder, a
+  pattern's folder), a mask file, the checkpoint, the job file or another shot's
+  output (symlinks resolved); an existing output folder without sam2long_job.json.
+  --force replaces only outputs that sam2long wrote.
 """
 
 
@@ -147,22 +154,41 @@ class _FrameLines:
 
 
 def remove_partials(output) -> None:
-    """Temporary folders of earlier tries of this shot (a try runs only once at a time)."""
+    """Temporary folders of earlier tries of this shot (a try runs only once at a time):
+    only OUTPUT.partial-PID and OUTPUT.old-PID folders that hold our record (or are empty:
+    a try stopped between making its folder and marking it), never a link."""
     out = Path(output)
-    for pattern in (".partial-*", ".old-*"):
-        for p in glob.glob(glob.escape(str(out)) + pattern):
+    ours = re.compile(re.escape(out.name) + r"\.(partial|old)-\d+")
+    for p in glob.glob(glob.escape(str(out)) + ".*-*"):
+        if not ours.fullmatch(os.path.basename(p)):
+            continue
+        if written_by_us(p):
             shutil.rmtree(p, ignore_errors=True)
+        elif not os.path.islink(p):
+            with contextlib.suppress(OSError):
+                os.rmdir(p)  # only if empty
+
+
+class OutputInTheWay(Exception):
+    """Something that sam2long did not write sits where a shot's folder goes: it is kept."""
 
 
 def _publish(partial: Path, out: Path) -> None:
-    """Rename the complete folder into place; an older output is replaced only now."""
-    if out.exists():
+    """Rename the complete folder into place. An older output is replaced only now, and
+    only if sam2long wrote it (or it is an empty folder)."""
+    if written_by_us(out):
         old = out.with_name(f"{out.name}.old-{os.getpid()}")
         os.replace(out, old)
         os.replace(partial, out)
         shutil.rmtree(old)
-    else:
-        os.replace(partial, out)
+        return
+    if os.path.lexists(out):
+        try:
+            out.rmdir()  # only an empty folder, never a link
+        except OSError:
+            raise OutputInTheWay(f"{out} appeared during the run and was not written by sam2long: it is "
+                                 f"kept; move it away and run again") from None
+    os.replace(partial, out)
 
 
 def run_shot(shot: Shot, load_model, report) -> dict:
@@ -180,6 +206,7 @@ def run_shot(shot: Shot, load_model, report) -> dict:
     lines = _FrameLines(lambda: report({"event": "frame", "shot": shot.index}))
     err = io.StringIO()
     t0 = time.perf_counter()
+    made = False  # whether this try made `partial` (only then is it removed below)
     try:
         args = shot.track_args(str(partial))
         try:  # checked again here: this machine's device, the files as this machine sees them
@@ -187,6 +214,14 @@ def run_shot(shot: Shot, load_model, report) -> dict:
             model = load_model(args)
         except (ValueError, FileNotFoundError) as e:  # bad input, checkpoint: another try would fail too
             return {**result, "status": "failed", "error": str(e), "retry": False}
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            partial.mkdir()  # not exist_ok: ours were removed above, anything else stays
+        except FileExistsError:
+            return {**result, "status": "failed", "retry": False,
+                    "error": f"{partial} is in the way and was not made by sam2long: move it away"}
+        made = True
+        mark_in_progress(partial, worker)
         with contextlib.redirect_stderr(err):
             rc = cli.run_track(args, model=model, stdout=lines)
         if rc == cli.EXIT_INTERRUPTED:
@@ -200,10 +235,13 @@ def run_shot(shot: Shot, load_model, report) -> dict:
                                      "worker": worker, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         _publish(partial, out)
         return {**result, "status": "done"}
+    except OutputInTheWay as e:
+        return {**result, "status": "failed", "error": str(e), "retry": False}
     except Exception as e:  # noqa: BLE001 - any failure of one shot is that shot's, reported in the table
         return {**result, "status": "failed", "error": f"{type(e).__name__}: {e}", "retry": True}
     finally:
-        shutil.rmtree(partial, ignore_errors=True)  # already renamed when the shot is done
+        if made:  # already renamed when the shot is done; rmtree never follows a link
+            shutil.rmtree(partial, ignore_errors=True)
 
 
 # --- the run: retries, progress, table ---------------------------------------------------
@@ -438,7 +476,7 @@ def run_batch(args) -> int:
         print("sam2long batch: error: --workers and --ray-address go with --engine ray", file=err)
         return cli.EXIT_BAD_INPUT
     try:
-        shots = load_job(args.jobs, force=args.force)
+        shots = load_job(args.jobs)
         if args.engine == "ray":
             import_ray()
     except (JobError, EngineError) as e:

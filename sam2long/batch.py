@@ -38,6 +38,7 @@ from .jobs import JobError, Shot, is_done, load_job, mark_in_progress, write_rec
 EXIT_FAILED = 1
 POLL_S = 0.25  # how often the Ray engine refreshes the progress while waiting
 LOCAL_OBJECT_STORE = 128 * 2**20  # only shot descriptions and results travel through it
+RAY_LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray binds its local cluster to 127.0.0.1
 
 BATCH_EPILOG = """\
 job file (YAML or JSON; relative paths are relative to the job file):
@@ -62,7 +63,8 @@ job file (YAML or JSON; relative paths are relative to the job file):
 engines:
   in-process (default): one shot after another in this process, each checkpoint
     loaded once.
-  --engine ray: a local Ray started for the run, with --workers N (default one per
+  --engine ray: a local Ray started for the run, listening on 127.0.0.1 only
+    (its dashboard only with --ray-dashboard), with --workers N (default one per
     GPU; without a GPU one per 2 cores, each with cores / N torch threads, or
     --threads), or an existing cluster with --ray-address ADDRESS (e.g. auto, or
     ray://head:10001). On a cluster, every node needs sam2long installed and the
@@ -101,6 +103,8 @@ def add_batch_parser(sub) -> None:
                    help="with --engine ray: workers (default one per GPU, else one per 2 cores)")
     b.add_argument("--ray-address", default=None, metavar="ADDRESS",
                    help="with --engine ray: an existing Ray cluster (shared filesystem needed)")
+    b.add_argument("--ray-dashboard", action="store_true",
+                   help="with --engine ray and no --ray-address: start Ray's dashboard too (on 127.0.0.1)")
     b.add_argument("--threads", type=cli._pos_int, default=None, metavar="N",
                    help="torch CPU threads per worker (default: torch's own in-process; for Ray CPU workers, "
                         "the cores shared out among the workers)")
@@ -364,7 +368,12 @@ class EngineError(Exception):
     """The engine cannot run at all (Ray missing, workers that cannot start): exit code 2."""
 
 
-def import_ray():
+def import_ray(local: bool = False):
+    """Ray, imported; `local`: for a cluster that `start_local_ray` will start here."""
+    if local and "ray" not in sys.modules:
+        # Read by Ray when it is imported: a single-machine Ray whose servers all listen on
+        # 127.0.0.1 (Ray's own mode on macOS and Windows), not on the machine's network address.
+        os.environ[RAY_LOOPBACK_ONLY] = "0"
     try:
         import ray
     except ImportError:
@@ -393,6 +402,21 @@ class _ShotWorker:
         return run_shot(shot, self.models, self.events.put)
 
 
+def start_local_ray(ray, dashboard: bool = False, **options):
+    """A Ray cluster for this run on this machine only. Ray moves cloudpickled objects
+    and has no authentication: every server listens on 127.0.0.1, and the dashboard
+    (also on 127.0.0.1) runs only when asked for. Returns Ray's context."""
+    options = {"object_store_memory": LOCAL_OBJECT_STORE, "logging_level": "WARNING", **options}
+    context = ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1", **options)
+    host = ray.get_runtime_context().gcs_address.rsplit(":", 1)[0].strip("[]")
+    if host not in ("127.0.0.1", "::1"):
+        ray.shutdown()
+        raise EngineError(f"the local Ray would listen on {host}, not on 127.0.0.1 only (Ray was imported "
+                          f"before sam2long could ask for that): set {RAY_LOOPBACK_ONLY}=0 before the run, or "
+                          f"start a cluster yourself and give --ray-address")
+    return context
+
+
 def worker_shape(resources: dict, workers: int | None):
     """(workers, Ray resources of one worker, torch threads of a CPU worker)."""
     gpus, cpus = resources.get("GPU", 0), resources.get("CPU", 1)
@@ -405,8 +429,8 @@ def worker_shape(resources: dict, workers: int | None):
 
 
 def run_on_ray(shots: list[Shot], run: Run, workers: int | None = None, address: str | None = None,
-               threads: int | None = None) -> None:
-    ray = import_ray()
+               threads: int | None = None, dashboard: bool = False) -> None:
+    ray = import_ray(local=not address)
     from ray.exceptions import ActorDiedError
     from ray.util import ActorPool
     from ray.util.queue import Queue
@@ -415,7 +439,7 @@ def run_on_ray(shots: list[Shot], run: Run, workers: int | None = None, address:
     if started and address:
         ray.init(address=address, logging_level="WARNING")
     elif started:
-        ray.init(include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE, logging_level="WARNING")
+        start_local_ray(ray, dashboard)
     try:
         count, resources, cpu_threads = worker_shape(ray.cluster_resources(), workers)
         threads = threads or cpu_threads
@@ -472,13 +496,17 @@ def run_on_ray(shots: list[Shot], run: Run, workers: int | None = None, address:
 
 def run_batch(args) -> int:
     err = sys.stderr
-    if args.engine != "ray" and (args.workers or args.ray_address):
-        print("sam2long batch: error: --workers and --ray-address go with --engine ray", file=err)
+    if args.engine != "ray" and (args.workers or args.ray_address or args.ray_dashboard):
+        print("sam2long batch: error: --workers, --ray-address and --ray-dashboard go with --engine ray", file=err)
+        return cli.EXIT_BAD_INPUT
+    if args.ray_address and args.ray_dashboard:
+        print("sam2long batch: error: --ray-dashboard is for the local Ray; a cluster given by --ray-address "
+              "has its own dashboard (ray start --include-dashboard)", file=err)
         return cli.EXIT_BAD_INPUT
     try:
         shots = load_job(args.jobs)
         if args.engine == "ray":
-            import_ray()
+            import_ray(local=not args.ray_address)
     except (JobError, EngineError) as e:
         print(f"sam2long batch: error: {e}", file=err)
         return cli.EXIT_BAD_INPUT
@@ -502,7 +530,7 @@ def run_batch(args) -> int:
     interrupted = False
     try:
         if todo and args.engine == "ray":
-            run_on_ray(todo, run, args.workers, args.ray_address, args.threads)
+            run_on_ray(todo, run, args.workers, args.ray_address, args.threads, args.ray_dashboard)
         elif todo:
             run_in_process(todo, run, args.threads)
     except KeyboardInterrupt:

@@ -409,6 +409,10 @@ def test_engine_options_refused_clearly(workdir, capsys, monkeypatch):
     job = write_job(workdir)
     rc, _, err = batch([job, "--workers", "2"], capsys)
     assert rc == 2 and "--engine ray" in err
+    rc, _, err = batch([job, "--ray-dashboard"], capsys)
+    assert rc == 2 and "--engine ray" in err
+    rc, _, err = batch([job, "--engine", "ray", "--ray-address", "auto", "--ray-dashboard"], capsys)
+    assert rc == 2 and "--ray-dashboard is for the local Ray" in err
     monkeypatch.setitem(__import__("sys").modules, "ray", None)  # as if Ray were not installed
     rc, _, err = batch([job, "--engine", "ray"], capsys)
     assert rc == 2 and "needs Ray: pip install" in err and len(err.strip().splitlines()) == 1
@@ -433,10 +437,74 @@ def test_in_process_run_does_not_import_ray(workdir, tmp_path):
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20, logging_level="ERROR")
-    yield ray
+    """The local Ray that `sam2long batch --engine ray` starts, with 2 CPUs and a small store."""
+    import importlib.util
+
+    from sam2long import batch as batch_module
+
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is not installed")
+    ray = batch_module.import_ray(local=True)
+    context = batch_module.start_local_ray(ray, num_cpus=2, object_store_memory=80 * 2**20, logging_level="ERROR")
+    yield ray, context
     ray.shutdown()
+
+
+def _descendants(pid: int) -> set[int]:
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _listening(pids) -> list:
+    """The local address of every listening TCP socket held by one of `pids` (Linux /proc)."""
+    import ipaddress
+
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:["):-1])
+    found = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            address, state, inode = fields[1].split(":")[0], fields[3], fields[9]
+            if state == "0A" and inode in inodes:  # 0A: LISTEN
+                raw = bytes.fromhex(address)  # 32-bit words in host (little-endian) order
+                ip = ipaddress.ip_address(b"".join(raw[k:k + 4][::-1] for k in range(0, len(raw), 4)))
+                found.append(ip.ipv4_mapped if ip.version == 6 and ip.ipv4_mapped else ip)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the sockets from Linux's /proc")
+def test_local_ray_listens_on_loopback_only(ray_cluster):
+    ray, context = ray_cluster
+    assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
+    assert [n["NodeManagerAddress"] for n in ray.nodes()] == ["127.0.0.1"]
+    assert not context.dashboard_url
+    assert ray.get(ray.remote(num_cpus=0)(lambda: os.getpid()).remote()) != os.getpid()  # a worker is up
+    addresses = _listening({os.getpid(), *_descendants(os.getpid())})
+    assert len(addresses) >= 4  # this driver, the GCS, the raylet, a worker (and Ray's agents)
+    assert all(a.is_loopback for a in addresses), addresses
 
 
 def test_ray_two_workers_identical(ray_cluster, workdir, reference, capsys):

@@ -24,6 +24,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import sys
@@ -33,11 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import cli
-from .jobs import JobError, Shot, is_done, load_job, write_record
+from .jobs import JobError, Shot, is_done, load_job, mark_in_progress, write_record, written_by_us
 
 EXIT_FAILED = 1
 POLL_S = 0.25  # how often the Ray engine refreshes the progress while waiting
 LOCAL_OBJECT_STORE = 128 * 2**20  # only shot descriptions and results travel through it
+RAY_LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray binds its local cluster to 127.0.0.1
 
 BATCH_EPILOG = """\
 job file (YAML or JSON; relative paths are relative to the job file):
@@ -62,7 +64,8 @@ job file (YAML or JSON; relative paths are relative to the job file):
 engines:
   in-process (default): one shot after another in this process, each checkpoint
     loaded once.
-  --engine ray: a local Ray started for the run, with --workers N (default one per
+  --engine ray: a local Ray started for the run, listening on 127.0.0.1 only
+    (its dashboard only with --ray-dashboard), with --workers N (default one per
     GPU; without a GPU one per 2 cores, each with cores / N torch threads, or
     --threads), or an existing cluster with --ray-address ADDRESS (e.g. auto, or
     ray://head:10001). On a cluster, every node needs sam2long installed and the
@@ -76,6 +79,12 @@ failures:
   track`) is not. A rerun skips shots whose output records the same inputs and
   settings (OUTPUT/sam2long_job.json); --force redoes them. The run ends with a table
   and exits 1 if any shot failed, 2 if the job file is refused, 130 on Ctrl-C.
+
+refused, with or without --force (batch never destroys what it did not write):
+  an output that is, holds or lies inside an input (a video, a frame folder, a
+  pattern's folder), a mask file, the checkpoint, the job file or another shot's
+  output (symlinks resolved); an existing output folder without sam2long_job.json.
+  --force replaces only outputs that sam2long wrote.
 """
 
 
@@ -95,6 +104,8 @@ def add_batch_parser(sub) -> None:
                    help="with --engine ray: workers (default one per GPU, else one per 2 cores)")
     b.add_argument("--ray-address", default=None, metavar="ADDRESS",
                    help="with --engine ray: an existing Ray cluster (shared filesystem needed)")
+    b.add_argument("--ray-dashboard", action="store_true",
+                   help="with --engine ray and no --ray-address: start Ray's dashboard too (on 127.0.0.1)")
     b.add_argument("--threads", type=cli._pos_int, default=None, metavar="N",
                    help="torch CPU threads per worker (default: torch's own in-process; for Ray CPU workers, "
                         "the cores shared out among the workers)")
@@ -148,11 +159,23 @@ class _FrameLines:
 
 
 def remove_partials(output) -> None:
-    """Temporary folders of earlier tries of this shot (a try runs only once at a time)."""
+    """Temporary folders of earlier tries of this shot (a try runs only once at a time):
+    only OUTPUT.partial-XXXX (mkdtemp's) and OUTPUT.old-PID folders that hold our record (or are empty:
+    a try stopped between making its folder and marking it), never a link."""
     out = Path(output)
-    for pattern in (".partial-*", ".old-*"):
-        for p in glob.glob(glob.escape(str(out)) + pattern):
+    ours = re.compile(re.escape(out.name) + r"\.(partial-[A-Za-z0-9_]+|old-\d+)")
+    for p in glob.glob(glob.escape(str(out)) + ".*-*"):
+        if not ours.fullmatch(os.path.basename(p)):
+            continue
+        if written_by_us(p):
             shutil.rmtree(p, ignore_errors=True)
+        elif not os.path.islink(p):
+            with contextlib.suppress(OSError):
+                os.rmdir(p)  # only if empty
+
+
+class OutputInTheWay(Exception):
+    """Something that sam2long did not write sits where a shot's folder goes: it is kept."""
 
 
 def new_partial(out: Path) -> Path:
@@ -168,14 +191,21 @@ def new_partial(out: Path) -> Path:
 
 
 def _publish(partial: Path, out: Path) -> None:
-    """Rename the complete folder into place; an older output is replaced only now."""
-    if out.exists():
+    """Rename the complete folder into place. An older output is replaced only now, and
+    only if sam2long wrote it (or it is an empty folder)."""
+    if written_by_us(out):
         old = out.with_name(f"{out.name}.old-{os.getpid()}")
         os.replace(out, old)
         os.replace(partial, out)
         shutil.rmtree(old)
-    else:
-        os.replace(partial, out)
+        return
+    if os.path.lexists(out):
+        try:
+            out.rmdir()  # only an empty folder, never a link
+        except OSError:
+            raise OutputInTheWay(f"{out} appeared during the run and was not written by sam2long: it is "
+                                 f"kept; move it away and run again") from None
+    os.replace(partial, out)
 
 
 def run_shot(shot: Shot, load_model, report) -> dict:
@@ -186,7 +216,7 @@ def run_shot(shot: Shot, load_model, report) -> dict:
     """
     out = Path(shot.output)
     remove_partials(out)
-    partial = new_partial(out)
+    partial = None  # made by this try, once the inputs are checked (only then removed below)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     result = {"shot": shot.index, "worker": worker}
     report({"event": "started", "shot": shot.index, "worker": worker})
@@ -194,12 +224,15 @@ def run_shot(shot: Shot, load_model, report) -> dict:
     err = io.StringIO()
     t0 = time.perf_counter()
     try:
-        args = shot.track_args(str(partial))
+        args = shot.track_args(str(out))  # --out is set to the try's own folder below
         try:  # checked again here: this machine's device, the files as this machine sees them
             cli.validate_inputs(args)
             model = load_model(args)
         except (ValueError, FileNotFoundError) as e:  # bad input, checkpoint: another try would fail too
             return {**result, "status": "failed", "error": str(e), "retry": False}
+        partial = new_partial(out)
+        args.out = str(partial)
+        mark_in_progress(partial, worker)
         with contextlib.redirect_stderr(err):
             rc = cli.run_track(args, model=model, stdout=lines)
         if rc == cli.EXIT_INTERRUPTED:
@@ -213,10 +246,13 @@ def run_shot(shot: Shot, load_model, report) -> dict:
                                      "worker": worker, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         _publish(partial, out)
         return {**result, "status": "done"}
+    except OutputInTheWay as e:
+        return {**result, "status": "failed", "error": str(e), "retry": False}
     except Exception as e:  # noqa: BLE001 - any failure of one shot is that shot's, reported in the table
         return {**result, "status": "failed", "error": f"{type(e).__name__}: {e}", "retry": True}
     finally:
-        shutil.rmtree(partial, ignore_errors=True)  # already renamed when the shot is done
+        if partial is not None:  # already renamed when the shot is done; rmtree never follows a link
+            shutil.rmtree(partial, ignore_errors=True)
 
 
 # --- the run: retries, progress, table ---------------------------------------------------
@@ -339,7 +375,12 @@ class EngineError(Exception):
     """The engine cannot run at all (Ray missing, workers that cannot start): exit code 2."""
 
 
-def import_ray():
+def import_ray(local: bool = False):
+    """Ray, imported; `local`: for a cluster that `start_local_ray` will start here."""
+    if local and "ray" not in sys.modules:
+        # Read by Ray when it is imported: a single-machine Ray whose servers all listen on
+        # 127.0.0.1 (Ray's own mode on macOS and Windows), not on the machine's network address.
+        os.environ[RAY_LOOPBACK_ONLY] = "0"
     try:
         import ray
     except ImportError:
@@ -368,6 +409,21 @@ class _ShotWorker:
         return run_shot(shot, self.models, self.events.put)
 
 
+def start_local_ray(ray, dashboard: bool = False, **options):
+    """A Ray cluster for this run on this machine only. Ray moves cloudpickled objects
+    and has no authentication: every server listens on 127.0.0.1, and the dashboard
+    (also on 127.0.0.1) runs only when asked for. Returns Ray's context."""
+    options = {"object_store_memory": LOCAL_OBJECT_STORE, "logging_level": "WARNING", **options}
+    context = ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1", **options)
+    host = ray.get_runtime_context().gcs_address.rsplit(":", 1)[0].strip("[]")
+    if host not in ("127.0.0.1", "::1"):
+        ray.shutdown()
+        raise EngineError(f"the local Ray would listen on {host}, not on 127.0.0.1 only (Ray was imported "
+                          f"before sam2long could ask for that): set {RAY_LOOPBACK_ONLY}=0 before the run, or "
+                          f"start a cluster yourself and give --ray-address")
+    return context
+
+
 def worker_shape(resources: dict, workers: int | None):
     """(workers, Ray resources of one worker, torch threads of a CPU worker)."""
     gpus, cpus = resources.get("GPU", 0), resources.get("CPU", 1)
@@ -380,8 +436,8 @@ def worker_shape(resources: dict, workers: int | None):
 
 
 def run_on_ray(shots: list[Shot], run: Run, workers: int | None = None, address: str | None = None,
-               threads: int | None = None) -> None:
-    ray = import_ray()
+               threads: int | None = None, dashboard: bool = False) -> None:
+    ray = import_ray(local=not address)
     from ray.exceptions import ActorDiedError
     from ray.util import ActorPool
     from ray.util.queue import Queue
@@ -390,7 +446,7 @@ def run_on_ray(shots: list[Shot], run: Run, workers: int | None = None, address:
     if started and address:
         ray.init(address=address, logging_level="WARNING")
     elif started:
-        ray.init(include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE, logging_level="WARNING")
+        start_local_ray(ray, dashboard)
     try:
         count, resources, cpu_threads = worker_shape(ray.cluster_resources(), workers)
         threads = threads or cpu_threads
@@ -447,13 +503,17 @@ def run_on_ray(shots: list[Shot], run: Run, workers: int | None = None, address:
 
 def run_batch(args) -> int:
     err = sys.stderr
-    if args.engine != "ray" and (args.workers or args.ray_address):
-        print("sam2long batch: error: --workers and --ray-address go with --engine ray", file=err)
+    if args.engine != "ray" and (args.workers or args.ray_address or args.ray_dashboard):
+        print("sam2long batch: error: --workers, --ray-address and --ray-dashboard go with --engine ray", file=err)
+        return cli.EXIT_BAD_INPUT
+    if args.ray_address and args.ray_dashboard:
+        print("sam2long batch: error: --ray-dashboard is for the local Ray; a cluster given by --ray-address "
+              "has its own dashboard (ray start --include-dashboard)", file=err)
         return cli.EXIT_BAD_INPUT
     try:
-        shots = load_job(args.jobs, force=args.force)
+        shots = load_job(args.jobs)
         if args.engine == "ray":
-            import_ray()
+            import_ray(local=not args.ray_address)
     except (JobError, EngineError) as e:
         print(f"sam2long batch: error: {e}", file=err)
         return cli.EXIT_BAD_INPUT
@@ -477,7 +537,7 @@ def run_batch(args) -> int:
     interrupted = False
     try:
         if todo and args.engine == "ray":
-            run_on_ray(todo, run, args.workers, args.ray_address, args.threads)
+            run_on_ray(todo, run, args.workers, args.ray_address, args.threads, args.ray_dashboard)
         elif todo:
             run_in_process(todo, run, args.threads)
     except KeyboardInterrupt:

@@ -19,6 +19,10 @@ option works here with the same name and meaning. Relative paths are relative to
 job file. Each finished output holds `sam2long_job.json`, the record of what made it
 (the argv and the size and modification time of every input file), so a rerun can
 skip shots whose record still matches.
+
+Batch never destroys what it did not write: a job whose output is, holds or lies inside
+an input, a mask file, the checkpoint, the job file or another shot's output is refused
+(symlinks resolved), and only folders that hold our record (or empty ones) are replaced or removed.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,11 +100,12 @@ def track_options(track: argparse.ArgumentParser) -> dict[str, argparse.Action]:
 # --- reading and checking a job file ----------------------------------------------------
 
 
-def load_job(path, force: bool = False) -> list[Shot]:
+def load_job(path) -> list[Shot]:
     """Read and check the whole job file; raises `JobError` before anything is written.
 
-    With `force`, an existing output folder that sam2long did not write is allowed
-    (it will be replaced); without it, that is an error.
+    Refused, whatever the options: an output that is, holds or lies inside anything the
+    job reads (see `_check_outputs`), and an existing output folder that sam2long did
+    not write (`--force` replaces only outputs that hold our record).
     """
     path = Path(path).expanduser()
     job = _read(path)
@@ -122,21 +128,75 @@ def load_job(path, force: bool = False) -> list[Shot]:
         if key not in options:
             fail(f"defaults.{key}", _unknown(key, options, shot_key=key in SHOT_KEYS))
 
-    shots, outputs = [], {}
+    shots, labels, track_args, reads = [], [], [], [(path.resolve(), "the job file")]
     for i, entry in enumerate(job["shots"]):
         if not isinstance(entry, dict):
             fail(f"shot {i + 1}", "give a mapping with input, output and prompts")
-        label = f"shot {i + 1} ({entry.get('name') or entry.get('output') or 'no output'})"
+        labels.append(f"shot {i + 1} ({entry.get('name') or entry.get('output') or 'no output'})")
         try:
-            shot = _shot(i, entry, defaults, root, track, options, force)
+            shot, args, shot_reads = _shot(i, entry, defaults, root, track, options)
+        except JobError as e:
+            fail(labels[i], str(e))
+        shots.append(shot)
+        track_args.append(args)
+        reads += [(p, f"{what} of shot {i + 1}") for p, what in shot_reads]
+    # Where outputs go first: the track checks below would only say "--out is a file".
+    for i, problem in _check_outputs(shots, reads):
+        fail(labels[i], problem)
+    for shot, args, label in zip(shots, track_args, labels):
+        try:
+            _check_with_track(args)
+            _check_not_foreign(Path(shot.output))
         except JobError as e:
             fail(label, str(e))
-        if shot.output in outputs:
-            fail(label, f"output {shot.output} is also the output of shot {outputs[shot.output] + 1}: "
-                        f"give every shot its own output folder")
-        outputs[shot.output] = i
-        shots.append(shot)
     return shots
+
+
+def _overlap(a: Path, b: Path) -> str | None:
+    """How folder or file `a` meets `b` ("is", "is inside", "contains"), or None."""
+    if a == b:
+        return "is"
+    if b in a.parents:
+        return "is inside"
+    if a in b.parents:
+        return "contains"
+    return None
+
+
+def _check_outputs(shots: list[Shot], reads: list[tuple[Path, str]]):
+    """(shot index, message) for each output that meets something the job reads or another
+    output: writing there, or replacing it with --force, would destroy what we did not write."""
+    fix = "give every shot its own output folder, apart from the inputs, mask files, checkpoint and job file"
+    for i, shot in enumerate(shots):
+        out = Path(shot.output)
+        for p, what in reads:
+            how = _overlap(out, p)
+            if how:
+                yield i, f"output {out} {how} {what} ({p}): {fix}"
+        for j in range(i):
+            how = _overlap(out, Path(shots[j].output))
+            if how:
+                how = "is also" if how == "is" else how
+                yield i, f"output {out} {how} the output of shot {j + 1} ({shots[j].output}): {fix}"
+
+
+def written_by_us(folder) -> bool:
+    """A real folder (not a link) holding our record: the only kind batch replaces or removes."""
+    p = Path(folder)
+    try:
+        ours = stat.S_ISDIR(os.lstat(p).st_mode) and stat.S_ISREG(os.lstat(p / RECORD).st_mode)
+    except OSError:
+        return False
+    return ours and isinstance(read_record(p), dict)
+
+
+def _check_not_foreign(output: Path) -> None:
+    if not os.path.lexists(output) or written_by_us(output):
+        return
+    if output.is_dir() and not output.is_symlink() and not any(output.iterdir()):
+        return  # an empty folder: nothing to lose
+    raise JobError(f"output: {output} exists and was not written by `sam2long batch` (no {RECORD}): move it "
+                   f"away or give another output; --force replaces only outputs that sam2long wrote")
 
 
 def _read(path: Path):
@@ -185,7 +245,20 @@ def _path(root: Path, value, key) -> Path:
     return root / Path(value).expanduser()
 
 
-def _shot(index, entry, defaults, root, track, options, force) -> Shot:
+def _read_location(source: Path) -> Path:
+    """What an input stands for on disk: a video file, or the folder of an image sequence
+    (a folder, a pattern such as plate.####.exr, or one numbered file), as `open_frames` reads it."""
+    from .plates import IMAGE_EXTENSIONS, is_sequence_path
+
+    if is_sequence_path(source) or (source.is_file() and source.suffix.lower() in IMAGE_EXTENSIONS):
+        return source.parent.resolve()
+    return source.resolve()
+
+
+def _shot(index, entry, defaults, root, track, options):
+    """(Shot, its parsed track arguments, [(resolved path, what) the shot reads])."""
+    from .plates import is_sequence_path
+
     for key in entry:
         if key not in options and key not in SHOT_KEYS:
             raise JobError(_unknown(key, options))
@@ -193,7 +266,7 @@ def _shot(index, entry, defaults, root, track, options, force) -> Shot:
         if key not in entry:
             raise JobError(f"{key}: missing; a shot needs input, output and prompts")
     source = _path(root, entry["input"], "input")
-    if not source.exists():
+    if not (source.exists() or is_sequence_path(source)):  # a pattern's files: checked by the track checks
         raise JobError(f"input: {source} does not exist (relative paths are relative to the job file)")
     output = _path(root, entry["output"], "output").resolve()
     files = [source]
@@ -222,15 +295,18 @@ def _shot(index, entry, defaults, root, track, options, force) -> Shot:
         args = track.parse_args(argv)
     except _ParseError as e:
         raise JobError(str(e)) from None
-    _check_with_track(args)
 
-    record = output / RECORD
-    if output.is_dir() and not record.is_file() and any(output.iterdir()) and not force:
-        raise JobError(f"output: {output} exists and was not written by `sam2long batch` (no {RECORD}): "
-                       f"move it away, or pass --force to replace it")
-    key = {"sam2long": __version__, "argv": argv, "files": [fingerprint(f) for f in files]}
+    # files: source, then the checkpoint file if any (from the options), then mask files
+    reads = [(_read_location(source), "the input")]
+    reads += [(Path(f).resolve(), "the checkpoint" if str(f) == args.checkpoint else "a mask file")
+              for f in files[1:]]
+    try:
+        key = {"sam2long": __version__, "argv": argv, "files": [fingerprint(f) for f in files]}
+    except ValueError as e:  # FrameError: a pattern that matches no frames
+        raise JobError(f"input: {e}") from None
     name = str(entry.get("name") or entry["output"])
-    return Shot(index=index, name=name, output=str(output), argv=argv, key=json.loads(json.dumps(key)))
+    shot = Shot(index=index, name=name, output=str(output), argv=argv, key=json.loads(json.dumps(key)))
+    return shot, args, reads
 
 
 def _checkpoint(root: Path, value, files: list) -> str:
@@ -315,8 +391,14 @@ def _check_with_track(args):
 
 
 def fingerprint(path) -> dict:
-    """Size and modification time of a file, or of every file in a folder of frames."""
+    """Size and modification time of a file, or of every file in a folder of frames or of
+    a sequence named by a pattern."""
+    from .plates import find_sequence, is_sequence_path
+
     p = Path(path)
+    if is_sequence_path(p):
+        found = sorted(f for f in find_sequence(p)[0].values())
+        return {"path": str(p), "files": [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in found]}
     if p.is_dir():
         entries = sorted(os.scandir(p), key=lambda e: e.name)
         return {"path": str(p), "files": [[e.name, e.stat().st_size, e.stat().st_mtime_ns]
@@ -340,6 +422,15 @@ def is_done(shot: Shot) -> bool:
 
 def write_record(folder, shot: Shot, result: dict) -> None:
     text = json.dumps({"key": shot.key, "result": result}, indent=1)
-    from .writers import write_text_file
+    _write(Path(folder) / RECORD, text + "\n")
 
-    write_text_file(Path(folder) / RECORD, text + "\n")
+
+def mark_in_progress(folder, worker: str) -> None:
+    """The record of a temporary folder while its shot runs: ours to remove, never done."""
+    _write(Path(folder) / RECORD, json.dumps({"in_progress": worker}) + "\n")
+
+
+def _write(path: Path, text: str) -> None:
+    from .writers import write_text_file  # a temporary file renamed into place, never through a link
+
+    write_text_file(path, text)

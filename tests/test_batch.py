@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -286,8 +287,169 @@ def test_check_and_foreign_output(workdir, capsys):
     (workdir / "out/sh010/notes.txt").write_text("mine")
     rc, _, err = batch([job, "--check"], capsys)
     assert rc == 2 and "not written by `sam2long batch`" in err and "--force" in err
-    rc, _, err = batch([job, "--check", "--force"], capsys)
-    assert rc == 0
+    rc, _, err = batch([job, "--check", "--force"], capsys)  # --force replaces only what sam2long wrote
+    assert rc == 2 and "move it away" in err
+
+
+# --- batch never destroys what it did not write -----------------------------------------
+
+
+@pytest.fixture
+def copies(media, tmp_path):
+    """A job folder holding copies of the media (not links: these tests try to destroy them)."""
+    for p in media.iterdir():
+        if p.is_dir() and p.name != "ref":
+            shutil.copytree(p, tmp_path / p.name)
+        elif p.is_file():
+            shutil.copy2(p, tmp_path / p.name)
+    return tmp_path
+
+
+def listing(folder: Path) -> dict:
+    """Every file, folder and link under `folder` (links not followed) with its size and time."""
+    found = {}
+    for top, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            p = Path(top) / name
+            st = p.lstat()
+            found[p.relative_to(folder).as_posix()] = (p.is_symlink(), st.st_size, st.st_mtime_ns)
+    return found
+
+
+def _shots(**outputs):
+    """SHOTS with some outputs (or other keys) changed: {"1": {"output": "b"}} -> shot 1."""
+    shots = json.loads(json.dumps(SHOTS))
+    for k, change in outputs.items():
+        shots[int(k[1:]) - 1].update(change)
+    return shots
+
+
+def _plate_link(d):
+    (d / "plates_link").symlink_to(d / "b")
+
+
+def _input_link(d):
+    (d / "store").mkdir()
+    shutil.move(d / "a.mp4", d / "store" / "a.mp4")
+    (d / "alias.mp4").symlink_to(d / "store" / "a.mp4")
+
+
+@pytest.mark.parametrize("setup,shots,job_name,output,protected", [
+    # output = the input plate folder (with --force the plates were deleted)
+    (None, _shots(s2={"output": "b"}), "job.yaml", "b", "b"),
+    # output = the job file's folder (with --force the job file and every shot were deleted)
+    (None, _shots(s1={"output": "."}), "job.yaml", ".", "job.yaml"),
+    # one output inside another (shot 1's finished output was deleted when shot 2 published)
+    (None, _shots(s1={"output": "mattes/sh010"}, s2={"output": "mattes"}), "job.yaml", "mattes", "mattes/sh010"),
+    # output = another shot's input folder (with --force that input was gone before its shot ran)
+    (None, _shots(s3={"output": "b"}), "job.yaml", "b", "b"),
+    (None, _shots(s1={"output": "b_obj2.png"}), "job.yaml", "b_obj2.png", "b_obj2.png"),  # a mask file
+    (None, _shots(s3={"output": "random_tiny.pt"}), "job.yaml", "random_tiny.pt", "random_tiny.pt"),
+    (None, _shots(s1={"output": "."}), "jobs/job.yaml", "jobs", "jobs/job.yaml"),  # holds the job file
+    (_plate_link, _shots(s1={"output": "plates_link"}), "job.yaml", "b", "b"),  # through a link
+    (_input_link, _shots(s1={"input": "alias.mp4", "output": "store"}), "job.yaml", "store", "store/a.mp4"),
+    # inside the folder of an input given as a pattern
+    (None, _shots(s2={"input": "b/plate.####.png", "output": "b/mattes"}), "job.yaml", "b/mattes", "b"),
+], ids=["plate-folder", "job-folder", "nested-outputs", "other-shots-input", "mask", "checkpoint",
+        "holds-job-file", "link-to-plates", "input-links-into-output", "inside-pattern-folder"])
+def test_output_over_what_the_job_reads_is_refused(copies, capsys, setup, shots, job_name, output, protected):
+    d = copies
+    if setup:
+        setup(d)
+    job_dir = (d / job_name).parent
+    job_dir.mkdir(exist_ok=True)
+    if job_dir != d:  # the job file in a subfolder: its relative paths start one folder up
+        shots = [{**s, "input": f"../{s['input']}"} | {"prompts": [
+            {**pr, "mask": f"../{pr['mask']}"} if "mask" in pr else pr for pr in s["prompts"]]} for s in shots]
+        defaults = {"checkpoint": "../random_tiny.pt", "image_size": SIZE, "device": "cpu"}
+    else:
+        defaults = None
+    job = write_job(job_dir, shots, defaults=defaults, name=Path(job_name).name)
+    before = listing(d)
+    for force in ([], ["--force"]):
+        rc, _, err = batch([job, *force], capsys)
+        assert rc == 2 and len(err.strip().splitlines()) == 1, err
+        out, kept = (d / output).resolve(), (d / protected).resolve()
+        assert f"output {out} " in err and f"({kept})" in err, err
+        assert listing(d) == before  # nothing written, nothing deleted, the job file still there
+
+
+def test_force_replaces_only_what_sam2long_wrote(copies, capsys, monkeypatch):
+    from sam2long import batch as batch_module
+
+    d = copies
+    job = write_job(d, SHOTS[:1])
+    (d / "out/sh010").mkdir(parents=True)
+    (d / "out/sh010/notes.txt").write_text("mine")
+    before = listing(d)
+    rc, _, err = batch([job, "--force"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert str(d / "out/sh010") in err and "move it away" in err
+    assert listing(d) == before
+
+    # a folder that appears at the output while the shot runs is kept too: the shot fails
+    (d / "out/sh010/notes.txt").unlink()
+    real = cli.run_track
+
+    def someone_writes_there(args, **kw):
+        (d / "out/sh010/notes.txt").write_text("mine")
+        return real(args, **kw)
+
+    monkeypatch.setattr(batch_module.cli, "run_track", someone_writes_there)
+    rc, events, err = batch([job, "--force", "--json"], capsys)
+    assert rc == 1 and kinds(events) == [("sh010", "failed")]  # not retried: it would fail again
+    assert "not written by sam2long" in err and "move it away" in err
+    assert os.listdir(d / "out/sh010") == ["notes.txt"] and leftovers(d) == []
+
+    # our own output: --force redoes it
+    (d / "out/sh010/notes.txt").unlink()
+    monkeypatch.setattr(batch_module.cli, "run_track", real)
+    assert batch([job], capsys)[0] == 0
+    stamp = (d / "out/sh010" / jobs.RECORD).stat().st_mtime_ns
+    rc, events, _ = batch([job, "--force", "--json"], capsys)
+    assert rc == 0 and kinds(events) == [("sh010", "done")]
+    assert (d / "out/sh010" / jobs.RECORD).stat().st_mtime_ns > stamp
+
+
+def test_only_our_temporary_folders_are_removed(copies, capsys):
+    from sam2long import batch as batch_module
+
+    d = copies
+    job = write_job(d, SHOTS[:1])
+    out = d / "out"
+
+    def theirs():  # all but the output and `out` itself (its time changes as folders come and go)
+        return {k: v for k, v in listing(d).items() if k != "out" and k.split("/")[:2] != ["out", "sh010"]}
+
+    (out / "elsewhere").mkdir(parents=True)
+    (out / "elsewhere" / jobs.RECORD).write_text("{}")  # looks like ours: reached only through the link
+    for name in ("sh010.partial-123", "sh010.old-backup", "sh010.partial-12x"):  # named like ours, are not
+        (out / name).mkdir()
+        (out / name / "keep.txt").write_text("mine")
+    (out / "sh010.old-7").symlink_to(out / "elsewhere")  # a link is never followed nor removed
+    before = theirs()
+    # an earlier try of ours, stopped half-way: it holds our in-progress record
+    (out / "sh010.partial-99/1").mkdir(parents=True)
+    jobs.mark_in_progress(out / "sh010.partial-99", "host:99")
+    (out / "sh010.partial-98").mkdir()  # one stopped before it was marked: empty
+    batch_module.remove_partials(out / "sh010")
+    assert theirs() == before
+    (out / "sh010.partial-97").mkdir()
+    jobs.mark_in_progress(out / "sh010.partial-97", "host:97")
+    rc, events, err = batch([job, "--json"], capsys)
+    assert rc == 0 and kinds(events) == [("sh010", "done")], err
+    assert theirs() == before and jobs.is_done(jobs.load_job(job)[0])
+
+
+def test_input_as_a_pattern(copies, capsys):
+    shots = _shots(s2={"input": "b/plate.####.png"})[1:2]
+    job = write_job(copies, shots)
+    rc, _, err = batch([job, "--check"], capsys)
+    assert rc == 0, err
+    files = jobs.load_job(job)[0].key["files"][0]["files"]
+    assert [f[0] for f in files] == [f"plate.{1001 + i}.png" for i in range(N)]
+    rc, _, err = batch([write_job(copies, _shots(s2={"input": "b/shot.####.png"})[1:2]), "--check"], capsys)
+    assert rc == 2 and "input" in err and "shot.####.png" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_option_aliases_are_shot_keys(workdir):
@@ -302,6 +464,10 @@ def test_engine_options_refused_clearly(workdir, capsys, monkeypatch):
     job = write_job(workdir)
     rc, _, err = batch([job, "--workers", "2"], capsys)
     assert rc == 2 and "--engine ray" in err
+    rc, _, err = batch([job, "--ray-dashboard"], capsys)
+    assert rc == 2 and "--engine ray" in err
+    rc, _, err = batch([job, "--engine", "ray", "--ray-address", "auto", "--ray-dashboard"], capsys)
+    assert rc == 2 and "--ray-dashboard is for the local Ray" in err
     monkeypatch.setitem(__import__("sys").modules, "ray", None)  # as if Ray were not installed
     rc, _, err = batch([job, "--engine", "ray"], capsys)
     assert rc == 2 and "needs Ray: pip install" in err and len(err.strip().splitlines()) == 1
@@ -326,10 +492,74 @@ def test_in_process_run_does_not_import_ray(workdir, tmp_path):
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20, logging_level="ERROR")
-    yield ray
+    """The local Ray that `sam2long batch --engine ray` starts, with 2 CPUs and a small store."""
+    import importlib.util
+
+    from sam2long import batch as batch_module
+
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is not installed")
+    ray = batch_module.import_ray(local=True)
+    context = batch_module.start_local_ray(ray, num_cpus=2, object_store_memory=80 * 2**20, logging_level="ERROR")
+    yield ray, context
     ray.shutdown()
+
+
+def _descendants(pid: int) -> set[int]:
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _listening(pids) -> list:
+    """The local address of every listening TCP socket held by one of `pids` (Linux /proc)."""
+    import ipaddress
+
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:["):-1])
+    found = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            address, state, inode = fields[1].split(":")[0], fields[3], fields[9]
+            if state == "0A" and inode in inodes:  # 0A: LISTEN
+                raw = bytes.fromhex(address)  # 32-bit words in host (little-endian) order
+                ip = ipaddress.ip_address(b"".join(raw[k:k + 4][::-1] for k in range(0, len(raw), 4)))
+                found.append(ip.ipv4_mapped if ip.version == 6 and ip.ipv4_mapped else ip)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the sockets from Linux's /proc")
+def test_local_ray_listens_on_loopback_only(ray_cluster):
+    ray, context = ray_cluster
+    assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
+    assert [n["NodeManagerAddress"] for n in ray.nodes()] == ["127.0.0.1"]
+    assert not context.dashboard_url
+    assert ray.get(ray.remote(num_cpus=0)(lambda: os.getpid()).remote()) != os.getpid()  # a worker is up
+    addresses = _listening({os.getpid(), *_descendants(os.getpid())})
+    assert len(addresses) >= 4  # this driver, the GCS, the raylet, a worker (and Ray's agents)
+    assert all(a.is_loopback for a in addresses), addresses
 
 
 def test_ray_two_workers_identical(ray_cluster, workdir, reference, capsys):
@@ -352,7 +582,11 @@ def test_ray_worker_killed_mid_shot(ray_cluster, workdir, reference, capsys):
         deadline = time.time() + 120
         while time.time() < deadline and not killed:
             for partial in out.glob("sh020.partial-*") if out.exists() else []:
-                pid = int(partial.name.rsplit("-", 1)[1])
+                try:  # the try's folder records its worker, "host:pid", while the shot runs
+                    record = json.loads((partial / jobs.RECORD).read_text())
+                except (OSError, ValueError):
+                    continue  # not written yet
+                pid = int(record["in_progress"].rsplit(":", 1)[1])
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
                 break

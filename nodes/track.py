@@ -17,6 +17,7 @@ from comfy_api.latest import io
 from sam2long.options import DIRECTIONS
 from sam2long.tree import TreeConfig
 
+from . import access
 from .prompts import PromptChain, apply_prompts
 from .sockets import CATEGORY, ModelType, PromptsType, ShotType, StateType, TrackType
 from .widgets import MAX_FRAMES, real, whole
@@ -52,11 +53,13 @@ def _check_interrupt() -> None:
 
 
 def video_file(video) -> str:
-    """The file behind a core VIDEO value, for streaming (never get_components(), which
-    decodes every frame into memory)."""
+    """The real path of the file behind a core VIDEO value, for streaming (never
+    get_components(), which decodes every frame into memory). Like a typed path, it must
+    lie inside the folders the pack may read (nodes/access.py): another pack's node may
+    have made the VIDEO from any path."""
     source = video.get_stream_source() if hasattr(video, "get_stream_source") else None
     if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)
+        return access.readable(os.path.abspath(os.fspath(source)), f"the VIDEO's file {os.fspath(source)!r}")
     raise ValueError("SAM2Long: this VIDEO is not a file on disk (it was built in memory, e.g. by Create "
                      "Video), so it cannot be streamed. Load the file with SAM2Long Load Shot (or core "
                      "Load Video), or connect its frames to the images input instead.")

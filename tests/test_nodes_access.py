@@ -214,6 +214,21 @@ def test_tilde_is_not_expanded(comfy, world, monkeypatch, tmp_path):
     assert spy.seen == [] and _tree(home) == before
 
 
+def test_track_refuses_a_video_whose_file_is_outside(comfy, world, handle, monkeypatch):
+    """A VIDEO made by another pack's node from any path is held to the same policy."""
+    from comfy_api.latest import InputImpl
+    from nodes.access import PathNotAllowed
+
+    spy = Spy(monkeypatch, [world.outside])
+    with pytest.raises(PathNotAllowed, match=REFUSED):
+        run(comfy, "SAM2LongTrack", model=handle, prompts=_prompt(comfy),
+            video=InputImpl.VideoFromFile(os.path.join(world.outside, "secret.mp4")))
+    assert spy.seen == []
+    (track, _, _), _ = run(comfy, "SAM2LongTrack", model=handle, prompts=_prompt(comfy),
+                           video=InputImpl.VideoFromFile(os.path.join(_dirs()[0], "clip.mp4")))
+    assert track.num_frames == 4
+
+
 def test_roots_themselves_still_load(comfy, world):
     """Inside the roots nothing changes: the input folder by name, `..` that stays inside,
     an absolute path into the input folder and a file in the output folder."""

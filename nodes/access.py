@@ -57,11 +57,15 @@ def _inside(real: str, roots: list[str]) -> bool:
     return False
 
 
-def real_path(full: str, what: str = "the path") -> str:
-    """`full` with every symlink resolved; for a sequence pattern (plate.####.exr), which is
-    not a file, its folder is resolved and the pattern kept."""
+def _no_nul(full: str, what: str) -> None:
     if "\0" in full:  # no file has one; the OS would raise ValueError
         raise PathNotAllowed(f"SAM2Long: {what} contains a NUL character; give a plain path")
+
+
+def real_path(full: str, what: str = "the path") -> str:
+    """`full` with every symlink resolved; for a sequence pattern (plate.####.exr), which is
+    not a file (the frames are found in its folder), its folder is resolved and the pattern kept."""
+    _no_nul(full, what)
     if is_sequence_path(Path(full)):
         return os.path.join(os.path.realpath(os.path.dirname(full)), os.path.basename(full))
     return os.path.realpath(full)
@@ -94,7 +98,8 @@ def readable(full: str, what: str) -> str:
 def writable(full: str, what: str) -> str:
     """The real path of folder `full` if the nodes may write there, else PathNotAllowed.
     Nothing is created here: the caller makes the folder only after this check."""
-    real, roots = real_path(full, what), write_roots()
+    _no_nul(full, what)
+    real, roots = os.path.realpath(full), write_roots()  # a folder, never a pattern: resolved whole
     if not _inside(real, roots):
         raise PathNotAllowed(refusal(what, roots, "write to"))
     return real

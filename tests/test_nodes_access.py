@@ -75,6 +75,7 @@ def world(comfy, tmp_path_factory):
     os.symlink(os.path.join(outside, "secret.mp4"), os.path.join(inp, "link.mp4"))
     os.symlink(os.path.join(outside, "frames"), os.path.join(inp, "plates_link"))
     os.symlink(os.path.join(outside, "dst"), os.path.join(out, "elsewhere"))
+    os.symlink(os.path.join(outside, "dst"), os.path.join(out, "shot#1"))  # '#' makes a name look like a pattern
     # a frames folder inside the input folder whose second frame is a link to an outside frame
     mixed = os.path.join(inp, "linked_frames")
     _save_frames(mixed, clip[:1])
@@ -258,13 +259,14 @@ def _save_cases(world):
         "climb_from_inside": ("sam2long/../../x", os.path.join(_base(), "x")),
         "absolute": (os.path.join(world.outside, "new", "deep"), os.path.join(world.outside, "new")),
         "link_in_output": ("elsewhere/m", os.path.join(world.outside, "dst", "m")),
+        "link_named_like_a_pattern": ("shot#1", os.path.join(world.outside, "dst", "matte.0000.png")),
         "input_folder": (os.path.join(inp, "m"), os.path.join(inp, "m")),
         "temp_folder": (os.path.join(tmp, "m"), os.path.join(tmp, "m")),
     }
 
 
 @pytest.mark.parametrize("case", ["climb", "climb_one", "climb_from_inside", "absolute", "link_in_output",
-                                  "input_folder", "temp_folder"])
+                                  "link_named_like_a_pattern", "input_folder", "temp_folder"])
 def test_save_mattes_refuses_a_folder_outside_the_output_folder(comfy, world, track, case):
     from nodes.access import PathNotAllowed
     from nodes.save import SAM2LongSaveMattes

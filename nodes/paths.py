@@ -118,7 +118,9 @@ def find(name: str) -> str | None:
     import folder_paths
 
     name = to_download(name) or name
-    if not name:
+    # ComfyUI's list never holds an absolute name or "..": with the list check off
+    # (validate_inputs), such a name must not reach a file outside the model folders.
+    if not name or os.path.isabs(name) or ".." in re.split(r"[\\/]", name):
         return None
     for folder in (*FOLDERS, *([CORE_FOLDER] if _core_sam3([name]) else [])):
         path = folder_paths.get_full_path(folder, name)  # None where the folder is not registered

@@ -9,6 +9,9 @@ from sam2long.overlay import draw_overlay
 
 from .sockets import CATEGORY, ShotType, TrackType
 from .track import intermediate_device
+from .widgets import real, whole
+
+MAX_PREVIEW = 10_000
 
 
 def _check_size(count: int, height: int, width: int, track, what: str) -> None:
@@ -53,7 +56,7 @@ class SAM2LongPreview(io.ComfyNode):
                 io.Float.Input("opacity", default=0.5, min=0.0, max=1.0, step=0.05),
                 io.String.Input("object_ids", default="", tooltip='"" = all, or "0,2".'),
                 io.Boolean.Input("show_ids", default=True),
-                io.Int.Input("preview_frames", default=16, min=0, max=10_000,
+                io.Int.Input("preview_frames", default=16, min=0, max=MAX_PREVIEW,
                              tooltip="Frames shown in the node (evenly spaced); 0 = all. With images the "
                                      "overlay output has every frame; with a shot only the frames shown."),
             ],
@@ -67,8 +70,9 @@ class SAM2LongPreview(io.ComfyNode):
         if (images is None) == (shot is None):
             raise ValueError("SAM2Long: connect either images or shot to the Preview node (the frames the "
                              "Track node got), not both")
+        opacity = real(opacity, "opacity", 0.0, 1.0)
         ids = track.select(object_ids)
-        shown_at = preview_indices(track.num_frames, int(preview_frames))
+        shown_at = preview_indices(track.num_frames, whole(preview_frames, "preview_frames", 0, MAX_PREVIEW))
         if shot is not None:
             _check_size(shot.count, shot.height, shot.width, track, "shot")
             overlay = render_overlay(shot.read(shown_at), track, ids, opacity, show_ids)

@@ -20,6 +20,9 @@ from sam2long.errors import PromptError
 from sam2long.prompts import PromptSet
 
 from .sockets import CATEGORY, BBox, BoundingBox, PromptsType
+from .widgets import MAX_FRAMES, whole
+
+MAX_OBJECT_ID = 10_000
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,10 @@ class PromptChain:
 def _num(v, what: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ValueError(f"SAM2Long: {what} must be a number, got {v!r}")
-    return float(v)
+    try:
+        return float(v)  # NaN and infinity pass here: the library's PromptSet refuses them
+    except OverflowError:  # an int of hundreds of digits, from JSON
+        raise ValueError(f"SAM2Long: {what} holds a number too large for a coordinate") from None
 
 
 def parse_points(text: Any, what: str = "points") -> list[tuple[float, float]]:
@@ -110,7 +116,7 @@ def _one_box(b) -> tuple[float, float, float, float] | None:
     if isinstance(b, (list, tuple)) and len(b) == 4 and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in b
     ):
-        x0, y0, x1, y1 = (float(v) for v in b)
+        x0, y0, x1, y1 = (_num(v, "box") for v in b)
         return (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
     return None
 
@@ -182,9 +188,8 @@ def build_prompts(positive_coords=None, negative_coords=None, bboxes=None, mask=
     neg = parse_points(negative_coords, "negative_coords")
     box_frames = parse_boxes(bboxes)
     masks = _masks(mask)
-    frame_index, object_id = int(frame_index), int(object_id)
-    if frame_index < 0:
-        raise ValueError(f"SAM2Long: frame_index must be >= 0, got {frame_index}")
+    frame_index = whole(frame_index, "frame_index", 0, MAX_FRAMES)
+    object_id = whole(object_id, "object_id", 0, MAX_OBJECT_ID)
     pts = tuple(pos + neg)
     labels = tuple([1] * len(pos) + [0] * len(neg))
     if pts and not pos:
@@ -276,9 +281,9 @@ class SAM2LongPrompt(io.ComfyNode):
             inputs=[
                 PromptsType.Input("prompts", optional=True,
                                       tooltip="Prompts from an earlier Prompt node; this node adds to them."),
-                io.Int.Input("object_id", default=0, min=0, max=10000,
+                io.Int.Input("object_id", default=0, min=0, max=MAX_OBJECT_ID,
                              tooltip="Object these prompts belong to (extra boxes/masks get the next ids)."),
-                io.Int.Input("frame_index", default=0, min=0, max=10_000_000,
+                io.Int.Input("frame_index", default=0, min=0, max=MAX_FRAMES,
                              tooltip="Frame of the images batch these prompts were drawn on."),
                 io.String.Input("positive_coords", default="", optional=True,
                                 tooltip='JSON points on the object, e.g. [{"x": 120, "y": 80}] '

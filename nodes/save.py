@@ -16,21 +16,27 @@ from comfy_api.latest import io, ui
 
 from sam2long.writers import MATTE_FORMATS, MatteWriter
 
+from . import access
 from .preview import preview_indices
 from .sockets import CATEGORY, TrackType
 from .track import _check_interrupt
+from .widgets import whole
 
 MODES = ["per_object", "union"]
 FORMATS = list(MATTE_FORMATS)  # the command line's --format choices
 PREVIEW_FRAMES = 4
 PREVIEW_WIDTH = 512  # the node shows mattes downscaled to about this width
+MAX_NUMBER = 100_000_000  # the largest first_number
 
 
 def output_folder(folder: str) -> str:
-    """`folder` relative to ComfyUI's output folder (an absolute path stays as it is)."""
+    """The real path of `folder`, relative to ComfyUI's output folder (an absolute path only
+    inside the folders the pack may write to, nodes/access.py; `~` is not expanded).
+    PathNotAllowed before anything is created."""
     import folder_paths
 
-    return os.path.abspath(os.path.join(folder_paths.get_output_directory(), os.path.expanduser(folder or "")))
+    folder = folder or ""
+    return access.writable(os.path.join(folder_paths.get_output_directory(), folder), f"the folder {folder!r}")
 
 
 def save_mattes(track, folder: str, prefix: str = "matte", object_ids: str = "", mode: str = "per_object",
@@ -50,7 +56,8 @@ def save_mattes(track, folder: str, prefix: str = "matte", object_ids: str = "",
     root = output_folder(folder)
     if os.path.isfile(root):
         raise ValueError(f"SAM2Long: {root} is a file; give a folder for the mattes")
-    base = track.first_number if int(first_number) < 0 else int(first_number)
+    first_number = whole(first_number, "first_number", -1, MAX_NUMBER)
+    base = track.first_number if first_number < 0 else first_number
     padding = max(4, int(getattr(track, "padding", 4)), len(str(base + track.num_frames - 1)))
     writer = MatteWriter(root, ids if mode == "per_object" else [None], padding=padding, prefix=prefix, fmt=fmt)
     step = max(1, -(-track.width // PREVIEW_WIDTH))
@@ -90,12 +97,13 @@ class SAM2LongSaveMattes(io.ComfyNode):
             inputs=[
                 TrackType.Input("track"),
                 io.String.Input("folder", default="sam2long/mattes",
-                                tooltip="Relative to ComfyUI's output folder (or an absolute path)."),
+                                tooltip="Relative to ComfyUI's output folder; an absolute path only inside "
+                                        "the output folder or a folder in SAM2LONG_ALLOWED_PATHS."),
                 io.String.Input("prefix", default="matte", tooltip="File names: <prefix>.<number>.<ext>."),
                 io.String.Input("object_ids", default="", tooltip='Objects to write: "" = all, "0,2" or "1-3".'),
                 io.Combo.Input("mode", options=MODES, default="per_object",
                                tooltip="per_object: a sequence per object; union: one sequence of all objects."),
-                io.Int.Input("first_number", default=-1, min=-1, max=100_000_000,
+                io.Int.Input("first_number", default=-1, min=-1, max=MAX_NUMBER,
                              tooltip="Number of the first file; -1 = the shot's own frame number (a plate's "
                                      "number, else the frame's position in the shot, from 0)."),
                 io.Combo.Input("format", options=FORMATS, default=FORMATS[0]),
@@ -104,6 +112,15 @@ class SAM2LongSaveMattes(io.ComfyNode):
                                       tooltip="The absolute folder the mattes were written to.")],
             is_output_node=True,
         )
+
+    @classmethod
+    def validate_inputs(cls, folder="sam2long/mattes"):
+        # Refused when the prompt is queued, before anything upstream runs.
+        try:
+            output_folder(folder)
+        except access.PathNotAllowed as e:
+            return str(e)
+        return True
 
     @classmethod
     def execute(cls, track, folder="sam2long/mattes", prefix="matte", object_ids="", mode="per_object",

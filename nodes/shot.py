@@ -8,6 +8,7 @@ shows. Where files come from (the input folder, core's VIDEO socket) is settled 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,10 +16,13 @@ from comfy_api.latest import io
 
 from sam2long.errors import FrameError
 from sam2long.frames import VIDEO_EXTENSIONS
+from sam2long.plates import IMAGE_EXTENSIONS, find_sequence, is_sequence_path
 from sam2long.shot import Shot, fingerprint, open_shot
 
+from . import access
 from .sockets import CATEGORY, ShotType
 from .track import intermediate_device
+from .widgets import MAX_FRAMES, whole
 
 
 def input_dir() -> str:
@@ -28,46 +32,72 @@ def input_dir() -> str:
 
 
 def video_choices() -> list[str]:
+    """The videos in the input folder; a link there is listed only where it leads inside the
+    folders the pack may read (else picking it would be refused)."""
     folder = input_dir()
     if not os.path.isdir(folder):
         return []
     return sorted(f for f in os.listdir(folder)
-                  if os.path.isfile(os.path.join(folder, f)) and f.lower().endswith(VIDEO_EXTENSIONS))
+                  if f.lower().endswith(VIDEO_EXTENSIONS) and access.allowed(os.path.join(folder, f))
+                  and os.path.isfile(os.path.join(folder, f)))
 
 
-def _is_pattern(path: str) -> bool:
-    return "#" in os.path.basename(path) or "%" in os.path.basename(path)
+def _what(video: str, path: str) -> str:
+    """The input as the user gave it, for messages."""
+    path = (path or "").strip()
+    return f"the path {path!r}" if path else f"the video {video!r}"
 
 
 def resolve(video: str = "", path: str = "") -> str:
-    """The file or pattern the inputs name: `path` (absolute, or relative to the input
-    folder) wins over the `video` combo. Raises FileNotFoundError saying where it looked."""
+    """The real path of the file or pattern the inputs name: `path` (relative to the input
+    folder, or absolute) wins over the `video` combo. The path policy (nodes/access.py) is
+    applied first, before the file system is asked anything: PathNotAllowed outside the
+    folders the pack may read, then FileNotFoundError saying where it looked."""
     import folder_paths
 
     path = (path or "").strip()
+    what = _what(video, path)
     if path:
-        full = os.path.join(input_dir(), os.path.expanduser(path))  # an absolute path stays as it is
-        what = f"the path {path!r}"
+        full = os.path.join(input_dir(), path)  # `~` stays a name; an absolute path stays as it is
     elif video:
+        # The combo's list check is off (validate_inputs), so `video` may be any text: "../x.mp4" too.
         full = folder_paths.get_annotated_filepath(video)
-        what = f"the video {video!r}"
     else:
         raise FileNotFoundError("SAM2Long: no shot given. Pick a video from ComfyUI's input folder "
                                 f"({input_dir()}) or type a path to a video, a folder of frames or a "
                                 "sequence like plate.####.exr")
-    if not os.path.exists(full) and not (_is_pattern(full) and os.path.isdir(os.path.dirname(full))):
+    real = access.readable(full, what)
+    if not os.path.exists(real) and not (is_sequence_path(Path(real)) and os.path.isdir(os.path.dirname(real))):
         where = full
-        if not (path and os.path.isabs(os.path.expanduser(path))):
+        if not (path and os.path.isabs(path)):
             where += f" (relative paths are read from ComfyUI's input folder {input_dir()})"
         raise FileNotFoundError(f"SAM2Long: {what} was not found; looked for {where}. Check the spelling "
                                 "or put the file in the input folder.")
-    return full
+    return real
+
+
+def _check_frame_links(real: str, what: str) -> None:
+    """A folder or sequence inside the roots may hold links: each frame must lead inside
+    them too. Checked before any frame is opened (open_shot reads every frame's header)."""
+    p = Path(real)
+    if not (is_sequence_path(p) or p.is_dir() or (p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)):
+        return  # a video file: `real` is already its real path
+    try:
+        found, _, _ = find_sequence(p)
+    except FrameError:
+        return  # open_shot gives the message
+    for f in found.values():
+        if f.is_symlink():
+            access.readable(str(f), f"{what} (its frame {f.name!r})")
 
 
 def load(video: str = "", path: str = "", first_frame: int = 0, frame_count: int = 0) -> Shot:
+    first = whole(first_frame, "first_frame", 0, MAX_FRAMES)
+    count = whole(frame_count, "frame_count", 0, MAX_FRAMES)
     full = resolve(video, path)
+    _check_frame_links(full, _what(video, path))
     try:
-        return open_shot(full, first_frame, frame_count)
+        return open_shot(full, first, count)
     except FrameError as e:
         raise FrameError(f"SAM2Long: {e}") from None
 
@@ -97,11 +127,11 @@ class SAM2LongLoadShot(io.ComfyNode):
                                 tooltip="Overrides 'video' when set: a video file, a folder of frames or a "
                                         "sequence like plate.####.exr; absolute, or relative to the input "
                                         "folder."),
-                io.Int.Input("first_frame", default=0, min=0, max=10_000_000,
+                io.Int.Input("first_frame", default=0, min=0, max=MAX_FRAMES,
                              tooltip="Position in the shot (from 0) where the range starts."),
-                io.Int.Input("frame_count", default=0, min=0, max=10_000_000,
+                io.Int.Input("frame_count", default=0, min=0, max=MAX_FRAMES,
                              tooltip="Frames in the range; 0 = to the end of the shot."),
-                io.Int.Input("preview_index", default=0, min=0, max=10_000_000,
+                io.Int.Input("preview_index", default=0, min=0, max=MAX_FRAMES,
                              tooltip="Frame of the range output as 'frame' (Prompt frame_index counts the "
                                      "same way)."),
             ],
@@ -122,22 +152,22 @@ class SAM2LongLoadShot(io.ComfyNode):
         # set the combo may be empty or stale.
         try:
             resolve(video, path)
-        except FileNotFoundError as e:
+        except (FileNotFoundError, access.PathNotAllowed) as e:
             return str(e)
         return True
 
     @classmethod
     def fingerprint_inputs(cls, video="", path="", first_frame=0, frame_count=0, preview_index=0):
         try:
-            return fingerprint(resolve(video, path))
-        except (FileNotFoundError, OSError):
+            return fingerprint(resolve(video, path))  # resolve() refuses an outside path before any scan
+        except OSError:  # FileNotFoundError, PathNotAllowed, ...
             return None  # execute() raises the error
 
     @classmethod
     def execute(cls, video="", path="", first_frame=0, frame_count=0, preview_index=0) -> io.NodeOutput:
         shot = load(video, path, first_frame, frame_count)
-        k = int(preview_index)
-        if not 0 <= k < shot.count:
+        k = whole(preview_index, "preview_index", 0, MAX_FRAMES)
+        if not k < shot.count:
             raise ValueError(f"SAM2Long: preview_index {k} is outside the range, which has frames "
                              f"0..{shot.count - 1}; it counts from the range's first frame")
         (_, frame), = shot.read([k])

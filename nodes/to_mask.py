@@ -7,6 +7,7 @@ from comfy_api.latest import io
 
 from .sockets import CATEGORY, TrackType
 from .track import intermediate_device
+from .widgets import MAX_FRAMES, whole
 
 MODES = ["union", "per_object"]
 
@@ -17,7 +18,8 @@ def select_masks(track, object_ids: str = "", mode: str = "union", first_frame: 
     track (frame_count 0 = to the end). union: [F, H, W]; per_object: the frames of the
     first selected object, then those of the next, ... -> [F * K, H, W]."""
     ids = track.select(object_ids)
-    frames = track.frame_range(first_frame, frame_count)
+    frames = track.frame_range(whole(first_frame, "first_frame", 0, MAX_FRAMES),
+                               whole(frame_count, "frame_count", 0, MAX_FRAMES))
     first, count = frames.start, len(frames)
     if mode == "union":
         out = track.union(ids, first, count)
@@ -48,9 +50,9 @@ class SAM2LongTrackToMask(io.ComfyNode):
                                 tooltip='Objects to output: "" = all, "0,2" or "1-3".'),
                 io.Combo.Input("mode", options=MODES, default="union"),
                 # optional: workflows saved before the range existed stay valid
-                io.Int.Input("first_frame", default=0, min=0, max=10_000_000, optional=True,
+                io.Int.Input("first_frame", default=0, min=0, max=MAX_FRAMES, optional=True,
                              tooltip="First frame of the output, counted from the track's first frame."),
-                io.Int.Input("frame_count", default=0, min=0, max=10_000_000, optional=True,
+                io.Int.Input("frame_count", default=0, min=0, max=MAX_FRAMES, optional=True,
                              tooltip="Frames to output; 0 = to the end of the track."),
             ],
             outputs=[

@@ -17,8 +17,13 @@ from comfy_api.latest import io
 from sam2long.options import DIRECTIONS
 from sam2long.tree import TreeConfig
 
+from . import access
 from .prompts import PromptChain, apply_prompts
 from .sockets import CATEGORY, ModelType, PromptsType, ShotType, StateType, TrackType
+from .widgets import MAX_FRAMES, real, whole
+
+MAX_PATHWAYS = 16
+MAX_UNCERTAINTY = 100.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,11 +53,13 @@ def _check_interrupt() -> None:
 
 
 def video_file(video) -> str:
-    """The file behind a core VIDEO value, for streaming (never get_components(), which
-    decodes every frame into memory)."""
+    """The real path of the file behind a core VIDEO value, for streaming (never
+    get_components(), which decodes every frame into memory). Like a typed path, it must
+    lie inside the folders the pack may read (nodes/access.py): another pack's node may
+    have made the VIDEO from any path."""
     source = video.get_stream_source() if hasattr(video, "get_stream_source") else None
     if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)
+        return access.readable(os.path.abspath(os.fspath(source)), f"the VIDEO's file {os.fspath(source)!r}")
     raise ValueError("SAM2Long: this VIDEO is not a file on disk (it was built in memory, e.g. by Create "
                      "Video), so it cannot be streamed. Load the file with SAM2Long Load Shot (or core "
                      "Load Video), or connect its frames to the images input instead.")
@@ -72,6 +79,13 @@ def _check_prompt_range(prompts, count: int) -> None:
                 f"SAM2Long: a prompt for object {e.obj_id} is on frame {e.frame}, but the shot's range has "
                 f"frames 0..{count - 1}. frame_index counts from the first frame of the range (Load Shot's "
                 "first_frame); move the prompt or widen the range.")
+
+
+def _frame_span(start_frame, end_frame, n: int) -> tuple[int, int]:
+    """The first and last frame (of a batch or range of n) the widgets ask to track."""
+    start = whole(start_frame, "start_frame", 0, MAX_FRAMES)
+    end = whole(end_frame, "end_frame", -1, MAX_FRAMES)
+    return start, n - 1 if end < 0 else min(end, n - 1)
 
 
 def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | None = None,
@@ -114,10 +128,18 @@ def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | 
         first = shot.start if shot is not None else 0
     if has_prompts and shot is not None:
         _check_prompt_range(prompts, n)
-    start = max(0, int(start_frame))
-    end = n - 1 if int(end_frame) < 0 else min(int(end_frame), n - 1)
+    start, end = _frame_span(start_frame, end_frame, n)
     if start > end:
         raise ValueError(f"SAM2Long: start_frame {start_frame} is after end_frame {end} (the batch has {n} frames)")
+
+    tree = None
+    if state is None:  # a continued chunk keeps the tree of the state it continues
+        try:
+            tree = TreeConfig(pathways=whole(pathways, "pathways", 1, MAX_PATHWAYS),
+                              iou_threshold=real(iou_threshold, "iou_threshold", 0.0, 1.0),
+                              uncertainty=real(uncertainty, "uncertainty", 0.0, MAX_UNCERTAINTY))
+        except ValueError as e:
+            raise ValueError(e if str(e).startswith("SAM2Long:") else f"SAM2Long: {e}") from None
 
     model = model_handle.acquire() if hasattr(model_handle, "acquire") else model_handle
     frames = shot.frames(first) if shot is not None else TensorFrames(images, first_index=first)
@@ -126,8 +148,7 @@ def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | 
             # resume() works on its own deep copy: the cached input state is never mutated.
             tracker = Tracker.resume(model, state.state)
         else:
-            tracker = Tracker(model, tree=TreeConfig(pathways=int(pathways), iou_threshold=float(iou_threshold),
-                                                     uncertainty=float(uncertainty)))
+            tracker = Tracker(model, tree=tree)
         if has_prompts:
             apply_prompts(tracker, prompts, first, n, h, w)
         if shot is not None:
@@ -180,18 +201,18 @@ class SAM2LongTrack(io.ComfyNode):
                 StateType.Input("state", optional=True,
                                     tooltip="'state' from the Track node of the previous chunk: this chunk "
                                             "continues that shot (forward only)."),
-                io.Int.Input("pathways", default=TreeConfig.pathways, min=1, max=16,
+                io.Int.Input("pathways", default=TreeConfig.pathways, min=1, max=MAX_PATHWAYS,
                              tooltip="Memory pathways kept alive (SAM2Long P). 1 keeps a single history but still uses SAM2Long's memory selection and key modulation."),
                 io.Float.Input("iou_threshold", default=TreeConfig.iou_threshold, min=0.0, max=1.0, step=0.01,
                                tooltip="Frames whose predicted IoU is below this are not used as memory."),
-                io.Float.Input("uncertainty", default=TreeConfig.uncertainty, min=0.0, max=100.0, step=0.1,
+                io.Float.Input("uncertainty", default=TreeConfig.uncertainty, min=0.0, max=MAX_UNCERTAINTY, step=0.1,
                                tooltip="Uncertainty threshold: below it, pathways pick distinct masks."),
                 io.Combo.Input("direction", options=DIRECTIONS, default="forward",
                                tooltip="both = forward and backward from each object's first prompt frame "
                                        "(key frame in the middle of the shot)."),
-                io.Int.Input("start_frame", default=0, min=0, max=10_000_000,
+                io.Int.Input("start_frame", default=0, min=0, max=MAX_FRAMES,
                              tooltip="First frame of the batch (or range) to track."),
-                io.Int.Input("end_frame", default=-1, min=-1, max=10_000_000,
+                io.Int.Input("end_frame", default=-1, min=-1, max=MAX_FRAMES,
                              tooltip="Last frame of the batch (or range) to track; -1 = the last frame."),
             ],
             outputs=[
@@ -224,7 +245,8 @@ class SAM2LongTrack(io.ComfyNode):
             except FrameError as e:
                 raise FrameError(f"SAM2Long: {e}") from None
         n = shot.count if shot is not None else int(images.shape[0])
-        total = n if end_frame < 0 else max(1, min(end_frame, n - 1) - start_frame + 1)
+        start, end = _frame_span(start_frame, end_frame, n)
+        total = n if end_frame < 0 else max(1, end - start + 1)
         pbar = comfy.utils.ProgressBar(total)
         done = [0]
 

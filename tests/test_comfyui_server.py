@@ -34,6 +34,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 API_DIR = os.path.join(REPO, "tests", "workflows_api")
 DEMO = os.environ.get("SAM2LONG_DEMO_CLIP", "/work/shared/media/bedroom.mp4")
 PACK = "ComfyUI-SAM2Long"
+ALLOWED_ENV = "SAM2LONG_ALLOWED_PATHS"
 CKPT = "random_sam2.1_hiera_tiny.pt"
 N_FRAMES, WIDTH, HEIGHT = 8, 192, 108
 IMAGE_SIZE = os.environ.get("SAM2LONG_TEST_IMAGE_SIZE", "256")  # network input size: 1024 is slow on a CPU
@@ -108,7 +109,8 @@ def _start_server(base, checkpoints: dict, env_extra: dict):
     _clip(str(base / "input" / "bedroom.mp4"))
     port = _free_port()
     log = open(base / "server.log", "w")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAM2LONG_TEST_")}
+    # the test's own settings only: neither test hooks nor a developer's allowed folders leak in
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAM2LONG_TEST_") and k != ALLOWED_ENV}
     env.update(env_extra, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [os.environ.get("COMFYUI_PYTHON", sys.executable), "main.py", "--cpu", "--listen", "127.0.0.1",
@@ -142,7 +144,13 @@ def _start_server(base, checkpoints: dict, env_extra: dict):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def plate_mount(tmp_path_factory):
+    """A folder outside ComfyUI's folders that the server's owner allows (SAM2LONG_ALLOWED_PATHS)."""
+    return tmp_path_factory.mktemp("plate_mount")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, plate_mount):
     import torch
 
     sys.path.insert(0, REPO)
@@ -153,7 +161,7 @@ def server(tmp_path_factory):
     torch.manual_seed(0)
     torch.save({"model": build_net("sam2.1_hiera_tiny").state_dict()}, ckpt)
     yield from _start_server(tmp_path_factory.mktemp("comfy_base"), {"sam2": ckpt},
-                             {"SAM2LONG_TEST_IMAGE_SIZE": IMAGE_SIZE})
+                             {"SAM2LONG_TEST_IMAGE_SIZE": IMAGE_SIZE, ALLOWED_ENV: str(plate_mount)})
 
 
 def _queue(server, prompt, timeout=900):
@@ -280,6 +288,111 @@ def test_missing_checkpoint_message(server):
     assert status == 400
     text = json.dumps(body)
     assert "sam2.1_hiera_large.pt" in text and "models" in text and "sam2" in text
+
+
+# ------------------------------------------------------------------------------ a shared server (issue 18)
+
+REFUSED = "is outside the folders this ComfyUI server lets SAM2Long"
+SHOT_TO_MATTES = ("1", "3", "4", "5", "6")  # Load Shot -> Track -> Save Mattes: Save Mattes the one output
+
+
+@pytest.fixture(scope="module")
+def outside(server, tmp_path_factory):
+    """Files outside ComfyUI's folders, reached by absolute paths, `..` and links from
+    input/ and output/."""
+    root = tmp_path_factory.mktemp("outside")
+    clip = server.base / "input" / "bedroom.mp4"
+    shutil.copy(clip, root / "secret.mp4")
+    shutil.copy(clip, server.base / "secret.mp4")  # beside input/: video='../secret.mp4'
+    (root / "dst").mkdir()
+    os.symlink(root / "secret.mp4", server.base / "input" / "link.mp4")
+    os.symlink(root / "dst", server.base / "output" / "elsewhere")
+    return root
+
+
+def _tree(root):
+    """{path under root: (size, mtime)}, links not followed."""
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            st = os.lstat(os.path.join(folder, name))
+            out[os.path.relpath(os.path.join(folder, name), root)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def _shot_to_mattes(**changes):
+    """The long-shot workflow cut to Load Shot -> Track -> Save Mattes, with `changes`
+    ({node id: {input: value}}) applied."""
+    full = _workflow("sam2long_long_shot_to_disk")
+    prompt = {nid: full[nid] for nid in SHOT_TO_MATTES}
+    for nid, inputs in changes.items():
+        prompt[nid]["inputs"].update(inputs)
+    return prompt
+
+
+def _hostile(server, outside, case):
+    return {
+        "load_absolute": {"1": {"path": str(outside / "secret.mp4")}},
+        "load_climb": {"1": {"path": os.path.relpath(outside / "secret.mp4", server.base / "input")}},
+        "load_root_folder": {"1": {"path": "/"}},
+        "load_video_climb": {"1": {"video": "../secret.mp4"}},
+        "load_link": {"1": {"path": "link.mp4"}},
+        "save_climb": {"6": {"folder": "../../x"}},
+        "save_absolute": {"6": {"folder": str(outside / "dst" / "new")}},
+        "save_link": {"6": {"folder": "elsewhere/m"}},
+    }[case]
+
+
+@pytest.mark.parametrize("case", ["load_absolute", "load_climb", "load_root_folder", "load_video_climb", "load_link",
+                                  "save_climb", "save_absolute", "save_link"])
+def test_hostile_path_fails_the_prompt_and_leaves_outside_alone(server, outside, case):
+    watched = [outside, server.base.parent]
+    before = [_tree(w) for w in watched[:1]] + [sorted(os.listdir(watched[1]))]
+    changes = _hostile(server, outside, case)
+    status, body = _post(server.url + "/prompt", {"prompt": _shot_to_mattes(**changes), "client_id": "sam2long-test"})
+    assert status == 400, body  # refused by validate_inputs: nothing was queued
+    text = json.dumps(body)
+    assert REFUSED in text and ALLOWED_ENV in text, text[-2000:]
+    if str(outside) not in json.dumps(changes):
+        assert str(outside) not in text  # where a link leads is not told
+    assert [_tree(w) for w in watched[:1]] + [sorted(os.listdir(watched[1]))] == before
+
+
+def test_refusal_is_the_same_whether_the_outside_file_exists(server, outside):
+    def refused(path):
+        status, body = _post(server.url + "/prompt", {"prompt": _shot_to_mattes(**{"1": {"path": path}})})
+        assert status == 400
+        return [e["details"] for e in body["node_errors"]["1"]["errors"]]
+
+    there = refused(str(outside / "secret.mp4"))
+    os.rename(outside / "secret.mp4", outside / "moved.mp4")
+    try:
+        gone = refused(str(outside / "secret.mp4"))
+    finally:
+        os.rename(outside / "moved.mp4", outside / "secret.mp4")
+    assert there == gone and REFUSED in json.dumps(there)
+
+
+def test_nan_widget_is_a_one_line_node_error(server, outside):
+    # json.dumps writes NaN and the server reads it back; ComfyUI's own min/max check lets NaN through.
+    h = _queue(server, _shot_to_mattes(**{"5": {"iou_threshold": float("nan")}}))
+    assert h["status"]["status_str"] == "error"
+    (err,) = [m[1] for m in h["status"]["messages"] if m[0] == "execution_error"]
+    assert err["node_id"] == "5" and err["exception_message"].startswith("SAM2Long: iou_threshold must be a number")
+    assert "\n" not in err["exception_message"].strip()
+
+
+def test_legitimate_and_allowed_runs_still_write_mattes(server, outside, plate_mount):
+    shutil.rmtree(server.base / "output" / "sam2long" / "legit", ignore_errors=True)
+    h = _queue(server, _shot_to_mattes(**{"6": {"folder": "sam2long/legit"}}))
+    assert h["status"]["status_str"] == "success", json.dumps(h["status"], indent=1)[-3000:]
+    assert _mattes(server, "sam2long/legit/0") == {i: (WIDTH, HEIGHT) for i in range(N_FRAMES)}
+    # a plate mount the owner allows: read from it and write next to it, by absolute paths
+    shutil.copy(server.base / "input" / "bedroom.mp4", plate_mount / "plate.mp4")
+    h = _queue(server, _shot_to_mattes(**{"1": {"video": "", "path": str(plate_mount / "plate.mp4")},
+                                          "6": {"folder": str(plate_mount / "mattes")}}))
+    assert h["status"]["status_str"] == "success", json.dumps(h["status"], indent=1)[-3000:]
+    assert sorted(os.listdir(plate_mount / "mattes" / "0")) == [f"matte.{i:04d}.png" for i in range(N_FRAMES)]
 
 
 @pytest.fixture(scope="module")

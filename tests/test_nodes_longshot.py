@@ -183,7 +183,8 @@ def test_load_shot_errors_name_the_problem(comfy, media):
     assert "a_2.png" in str(e.value)
 
 
-def test_truncated_video_named_before_anything_is_written(comfy, media, tmp_path):
+def test_truncated_video_named_before_anything_is_written(comfy, media, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAM2LONG_ALLOWED_PATHS", str(tmp_path))  # absolute paths: a folder the owner allows
     path = _write_mp4(tmp_path / "cut.mp4", _clip(n=30), faststart=True)  # header first: it still opens
     data = path.read_bytes()
     path.write_bytes(data[:int(len(data) * 0.6)])

@@ -61,7 +61,7 @@ def run_js(driver, body, *args):
     A thrown error comes back as a Python RuntimeError."""
     result = driver.execute_async_script(
         "const done = arguments[arguments.length - 1];"
-        "(async (args) => {" + body + "})(Array.from(arguments).slice(0, -1))"
+        "(async (args) => {\n" + body + "\n})(Array.from(arguments).slice(0, -1))"
         ".then(v => done({ok: v === undefined ? null : v}), e => done({error: String(e && e.stack || e)}));",
         *args)
     if "error" in result:
@@ -141,32 +141,33 @@ def error_dialog_text(driver):
 
 
 def focus_mode(driver):
-    """Hides the frontend's menus and side bars (its focus mode) and the canvas' info corner."""
+    """Hides the frontend's menus and side bars (its focus mode), the canvas menu and info corner."""
     run_js(driver, """
 app.canvas.show_info = false;
+await app.extensionManager.setting.set('Comfy.Graph.CanvasMenu', false);
 await app.extensionManager.command.execute('Workspace.ToggleFocusMode');
 await new Promise(r => setTimeout(r, 500));""")
 
 
 def graph_screenshot(driver, path, margin=24):
-    """A PNG of the graph as the frontend draws it, fitted to the nodes and cropped to them plus
-    `margin` pixels."""
-    from PIL import Image
-
-    x0, y0, x1, y1 = run_js(driver, """
-await app.extensionManager.command.execute('Comfy.Canvas.FitView');
-await new Promise(r => setTimeout(r, 1000));  // DOM widgets (text boxes, video previews) settle
-app.canvas.draw(true, true);
-const ds = app.canvas.ds, box = app.canvas.canvas.getBoundingClientRect();
+    """A PNG of the whole graph drawn at zoom 1 (below about 0.6 the canvas leaves out all text):
+    the page is resized to the nodes plus `margin` pixels and the view moved onto them."""
+    x, y, w, h = run_js(driver, """
 let b = [Infinity, Infinity, -Infinity, -Infinity];
 for (const n of app.graph._nodes) {
   const [x, y, w, h] = n.getBounding();
   b = [Math.min(b[0], x), Math.min(b[1], y), Math.max(b[2], x + w), Math.max(b[3], y + h)];
 }
-const s = (x, y) => [box.left + (x + ds.offset[0]) * ds.scale, box.top + (y + ds.offset[1]) * ds.scale];
-return [...s(b[0], b[1]), ...s(b[2], b[3])];""")
+return [b[0], b[1], b[2] - b[0], b[3] - b[1]];""")
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": round(w) + 2 * margin, "height": round(h) + 2 * margin, "deviceScaleFactor": 1, "mobile": False})
+    run_js(driver, """
+const [x, y, margin] = args;
+await new Promise(r => setTimeout(r, 500));  // the canvas follows the page size
+const ds = app.canvas.ds, box = app.canvas.canvas.getBoundingClientRect();
+ds.scale = 1;
+ds.offset = [margin - box.left - x, margin - box.top - y];
+app.canvas.setDirty(true, true);
+app.canvas.draw(true, true);
+await new Promise(r => setTimeout(r, 1000));  // DOM widgets (text boxes, video previews) follow""", x, y, margin)
     driver.save_screenshot(path)
-    with Image.open(path) as im:
-        crop = (max(0, int(x0) - margin), max(0, int(y0) - margin),
-                min(im.width, int(x1) + margin), min(im.height, int(y1) + margin))
-        im.crop(crop).save(path)

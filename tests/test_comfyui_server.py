@@ -18,8 +18,8 @@ import subprocess
 import sys
 
 import pytest
-from real_comfyui import (API_DIR, CKPT, HEIGHT, MATTES, N_FRAMES, OVERRIDES, REPO, WIDTH, get, mattes, needs_comfyui,
-                          post, queue, sam2_server, start_server)
+from real_comfyui import (API_DIR, CKPT, HEIGHT, MATTES, N_FRAMES, OVERRIDES, PACK, REPO, WIDTH, get, mattes,
+                          needs_comfyui, post, queue, sam2_server, start_server)
 
 pytestmark = needs_comfyui
 

@@ -11,8 +11,8 @@ import os
 import shutil
 import time
 
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
+CHROMIUM = shutil.which(os.environ.get("CHROMIUM", "chromium"))
+CHROMEDRIVER = shutil.which(os.environ.get("CHROMEDRIVER", "chromedriver"))
 
 
 def missing():

@@ -68,6 +68,30 @@ def test_ui_and_api_formats_agree(name):
     assert os.path.isfile(os.path.join(REPO, "workflows", name + ".jpg"))
 
 
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ui_widget_values_land_where_meant(schemas, name):
+    """The frontend hands a node's widgets_values out by position: to the widget inputs in the
+    schema's order, then to the upload button that a combo with upload adds after them (seen in
+    the real frontend, 1.27; tests/test_comfyui_frontend.py checks it there). Each of our nodes'
+    values must so land on the input that the API copy gives it."""
+    ui = _load(os.path.join(REPO, "workflows"), name)
+    api = _load(API_DIR, name)
+    for node in ui["nodes"]:
+        schema = schemas.get(node["type"])
+        if schema is None:  # a core node
+            continue
+        inputs = [i for i in schema.inputs if i.io_type in WIDGET_TYPES and not i.extra.get("force_input")]
+        names = [i.id for i in inputs] + ["upload" for i in inputs if i.extra.get("upload")]
+        meant = api[str(node["id"])]["inputs"]
+        assert len(node["widgets_values"]) == len(names), (name, node["id"], node["type"])
+        landed = {k: v for k, v in zip(names, node["widgets_values"]) if k != "upload"}
+        assert landed == {k: v for k, v in meant.items() if k in landed}, (name, node["id"], node["type"])
+        assert set(meant) - set(landed) <= {i.id for i in schema.inputs if i.id not in names}, (name, node["id"])
+
+
 @pytest.mark.parametrize("name", [n for n in NAMES if "long_shot" in n])
 def test_long_shot_workflows_stream(name):
     """No long-shot workflow decodes the whole shot into an IMAGE batch: frames come from Load Shot."""

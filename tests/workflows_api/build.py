@@ -30,7 +30,8 @@ NODE_TYPES = {
     "SAM2LongPrompt": ([("prompts", "SAM2LONG_PROMPTS"), ("bboxes", "BBOX,BOUNDING_BOX"), ("mask", "MASK")],
                        ["object_id", "frame_index", "positive_coords", "negative_coords", "coordinates"],
                        [("prompts", "SAM2LONG_PROMPTS")]),
-    "SAM2LongLoadShot": ([], ["video", "upload", "path", "first_frame", "frame_count", "preview_index"],
+    # The frontend puts a combo's upload button after the node's other widgets (and saves its value).
+    "SAM2LongLoadShot": ([], ["video", "path", "first_frame", "frame_count", "preview_index", "upload"],
                          [("shot", "SAM2LONG_SHOT"), ("frame_count", "INT"), ("width", "INT"), ("height", "INT"),
                           ("fps", "FLOAT"), ("frame", "IMAGE")]),
     "SAM2LongTrack": ([("model", "SAM2LONG_MODEL"), ("images", "IMAGE"), ("shot", "SAM2LONG_SHOT"),
@@ -55,34 +56,43 @@ TRACK = {"pathways": 3, "iou_threshold": 0.3, "uncertainty": 2.0, "direction": "
 PREVIEW = {"opacity": 0.5, "object_ids": "", "show_ids": True, "preview_frames": 16}
 TO_MASK = {"first_frame": 0, "frame_count": 0}
 
+# Layout: nodes stand in columns, stacked in the order they are listed, below the Note. Heights
+# are the frontend's (1.27) for each node type (title bar excluded); Load Video and Load Shot grow
+# by a video preview, and image outputs get room for the images they show after a run.
+WIDTH, NOTE_SIZE, GAP, TITLE = 320, (660, 200), 40, 30
+HEIGHT = {"LoadVideo": 254, "SAM2LongLoadShot": 450, "GetVideoComponents": 66, "ImageFromBatch": 82,
+          "GrowMask": 82, "FeatherMask": 130, "MaskToImage": 26, "SaveImage": 260, "PreviewImage": 260,
+          "SAM2LongModelLoader": 106, "SAM2LongPrompt": 194, "SAM2LongTrack": 278, "SAM2LongTrackToMask": 170,
+          "SAM2LongPreview": 260, "SAM2LongSaveMattes": 178}
+
 
 def pt(x, y):
     return json.dumps([{"x": x, "y": y}])
 
 
-def N(id, type, pos, title=None, **kw):
-    return {"id": id, "type": type, "pos": pos, "title": title, "w": kw.pop("widgets", {}), "in": kw}
+def N(id, type, col, title=None, **kw):
+    return {"id": id, "type": type, "col": col, "title": title, "w": kw.pop("widgets", {}), "in": kw}
 
 
 def video_in(first_id=1):
-    return [N(first_id, "LoadVideo", [0, 0], widgets={"file": "bedroom.mp4", "upload": "image"}),
-            N(first_id + 1, "GetVideoComponents", [0, 380], video=(first_id, 0)),
-            model_loader(first_id + 2, [0, 520])]
+    return [N(first_id, "LoadVideo", 0, widgets={"file": "bedroom.mp4", "upload": "image"}),
+            N(first_id + 1, "GetVideoComponents", 0, video=(first_id, 0)),
+            model_loader(first_id + 2, 0)]
 
 
-def model_loader(id, pos):
-    return N(id, "SAM2LongModelLoader", pos, widgets={"ckpt_name": CKPT, "precision": "auto", "device": "auto"})
+def model_loader(id, col):
+    return N(id, "SAM2LongModelLoader", col, widgets={"ckpt_name": CKPT, "precision": "auto", "device": "auto"})
 
 
-def load_shot(id, pos, title=None, first_frame=0, frame_count=0, preview_index=0):
+def load_shot(id, col, title=None, first_frame=0, frame_count=0, preview_index=0):
     """The shot opened without decoding it; only `preview_index` is decoded (output 5, frame)."""
-    return N(id, "SAM2LongLoadShot", pos, title, widgets={
-        "video": "bedroom.mp4", "upload": "image", "path": "", "first_frame": first_frame,
-        "frame_count": frame_count, "preview_index": preview_index})
+    return N(id, "SAM2LongLoadShot", col, title, widgets={
+        "video": "bedroom.mp4", "path": "", "first_frame": first_frame, "frame_count": frame_count,
+        "preview_index": preview_index, "upload": "image"})
 
 
-def save_mattes(id, pos, track, folder, title=None):
-    return N(id, "SAM2LongSaveMattes", pos, title, track=track, widgets={
+def save_mattes(id, col, track, folder, title=None):
+    return N(id, "SAM2LongSaveMattes", col, title, track=track, widgets={
         "folder": folder, "prefix": "matte", "object_ids": "", "mode": "per_object", "first_number": -1,
         "format": "png"})
 
@@ -96,48 +106,48 @@ GRAPHS = {
     "sam2long_points_to_masks": (
         "Click once on frame 0, track forward, grow/feather the masks, save them and a colour preview.",
         video_in() + [
-            N(4, "SAM2LongPrompt", [340, 0], widgets=prompt_w(0, 0, pt(0.41, 0.42))),
-            N(5, "SAM2LongTrack", [700, 0], model=(3, 0), images=(2, 0), prompts=(4, 0), widgets=TRACK),
-            N(6, "GrowMask", [1060, 0], mask=(5, 1), widgets={"expand": 4, "tapered_corners": True}),
-            N(7, "FeatherMask", [1060, 140], mask=(6, 0),
+            N(4, "SAM2LongPrompt", 1, widgets=prompt_w(0, 0, pt(0.41, 0.42))),
+            N(5, "SAM2LongTrack", 2, model=(3, 0), images=(2, 0), prompts=(4, 0), widgets=TRACK),
+            N(6, "GrowMask", 3, mask=(5, 1), widgets={"expand": 4, "tapered_corners": True}),
+            N(7, "FeatherMask", 3, mask=(6, 0),
               widgets={"left": 6, "top": 6, "right": 6, "bottom": 6}),
-            N(8, "MaskToImage", [1060, 360], mask=(7, 0)),
-            N(9, "SaveImage", [1400, 0], images=(8, 0), widgets={"filename_prefix": "sam2long/mask"}),
-            N(10, "SAM2LongPreview", [700, 420], track=(5, 0), images=(2, 0), widgets=PREVIEW),
+            N(8, "MaskToImage", 3, mask=(7, 0)),
+            N(9, "SaveImage", 4, images=(8, 0), widgets={"filename_prefix": "sam2long/mask"}),
+            N(10, "SAM2LongPreview", 2, track=(5, 0), images=(2, 0), widgets=PREVIEW),
         ]),
     "sam2long_keyframe_bidirectional": (
         "Prompt a key frame in the middle of the shot and track forward and backward from it.",
         video_in() + [
-            N(4, "ImageFromBatch", [340, 380], image=(2, 0),
+            N(6, "SAM2LongPrompt", 1, widgets=prompt_w(0, 100, pt(0.21, 0.59))),
+            N(4, "ImageFromBatch", 1, image=(2, 0),
               widgets={"batch_index": 100, "length": 1}),
-            N(5, "PreviewImage", [340, 560], title="Key frame (pick your click here)", images=(4, 0)),
-            N(6, "SAM2LongPrompt", [340, 0], widgets=prompt_w(0, 100, pt(0.21, 0.59))),
-            N(7, "SAM2LongTrack", [700, 0], model=(3, 0), images=(2, 0), prompts=(6, 0),
+            N(5, "PreviewImage", 1, title="Key frame (pick your click here)", images=(4, 0)),
+            N(7, "SAM2LongTrack", 2, model=(3, 0), images=(2, 0), prompts=(6, 0),
               widgets=dict(TRACK, direction="both")),
-            N(8, "MaskToImage", [1060, 0], mask=(7, 1)),
-            N(9, "SaveImage", [1400, 0], images=(8, 0), widgets={"filename_prefix": "sam2long/keyframe"}),
-            N(10, "SAM2LongPreview", [700, 420], track=(7, 0), images=(2, 0), widgets=PREVIEW),
+            N(8, "MaskToImage", 3, mask=(7, 1)),
+            N(9, "SaveImage", 4, images=(8, 0), widgets={"filename_prefix": "sam2long/keyframe"}),
+            N(10, "SAM2LongPreview", 2, track=(7, 0), images=(2, 0), widgets=PREVIEW),
         ]),
     "sam2long_multi_object": (
         "Three objects (two children, one pillow) tracked together, with one mask output per object.",
         video_in() + [
-            N(4, "SAM2LongPrompt", [340, 0], title="object 0: girl", widgets=prompt_w(0, 0, pt(0.41, 0.42))),
-            N(5, "SAM2LongPrompt", [340, 260], title="object 1: boy", prompts=(4, 0),
+            N(4, "SAM2LongPrompt", 1, title="object 0: girl", widgets=prompt_w(0, 0, pt(0.41, 0.42))),
+            N(5, "SAM2LongPrompt", 1, title="object 1: boy", prompts=(4, 0),
               widgets=prompt_w(1, 0, pt(0.235, 0.48))),
-            N(6, "SAM2LongPrompt", [340, 520], title="object 2: pillow", prompts=(5, 0),
+            N(6, "SAM2LongPrompt", 1, title="object 2: pillow", prompts=(5, 0),
               widgets=prompt_w(2, 0, pt(0.625, 0.65))),
-            N(7, "SAM2LongTrack", [700, 0], model=(3, 0), images=(2, 0), prompts=(6, 0), widgets=TRACK),
-            N(8, "SAM2LongTrackToMask", [1060, 0], title="girl", track=(7, 0),
+            N(7, "SAM2LongTrack", 2, model=(3, 0), images=(2, 0), prompts=(6, 0), widgets=TRACK),
+            N(8, "SAM2LongTrackToMask", 3, title="girl", track=(7, 0),
               widgets=dict(TO_MASK, object_ids="0", mode="union")),
-            N(9, "SAM2LongTrackToMask", [1060, 200], title="boy", track=(7, 0),
+            N(9, "SAM2LongTrackToMask", 3, title="boy", track=(7, 0),
               widgets=dict(TO_MASK, object_ids="1", mode="union")),
-            N(10, "SAM2LongTrackToMask", [1060, 400], title="all objects, one after another", track=(7, 0),
+            N(10, "SAM2LongTrackToMask", 3, title="all objects, one after another", track=(7, 0),
               widgets=dict(TO_MASK, object_ids="", mode="per_object")),
-            N(11, "MaskToImage", [1400, 0], mask=(8, 0)),
-            N(12, "SaveImage", [1640, 0], images=(11, 0), widgets={"filename_prefix": "sam2long/obj0"}),
-            N(13, "MaskToImage", [1400, 200], mask=(9, 0)),
-            N(14, "SaveImage", [1640, 300], images=(13, 0), widgets={"filename_prefix": "sam2long/obj1"}),
-            N(15, "SAM2LongPreview", [700, 420], track=(7, 0), images=(2, 0), widgets=PREVIEW),
+            N(11, "MaskToImage", 4, mask=(8, 0)),
+            N(12, "SaveImage", 5, images=(11, 0), widgets={"filename_prefix": "sam2long/obj0"}),
+            N(13, "MaskToImage", 4, mask=(9, 0)),
+            N(14, "SaveImage", 5, images=(13, 0), widgets={"filename_prefix": "sam2long/obj1"}),
+            N(15, "SAM2LongPreview", 2, track=(7, 0), images=(2, 0), widgets=PREVIEW),
         ]),
     "sam2long_long_shot_to_disk": (
         "A long shot from disk to disk in flat memory: Load Shot opens the video without decoding it (only the "
@@ -145,13 +155,13 @@ GRAPHS = {
         "folder, Save Mattes writes one numbered PNG per frame per object to output/sam2long/long_shot/<object>/. "
         "Use a path (e.g. plate.####.exr or a folder of frames) instead of the video combo for image sequences.",
         [
-            load_shot(1, [0, 0]),
-            N(2, "PreviewImage", [0, 420], title="Frame to click on (preview_index)", images=(1, 5)),
-            model_loader(3, [0, 700]),
-            N(4, "SAM2LongPrompt", [340, 0], widgets=prompt_w(0, 0, pt(0.41, 0.42))),
-            N(5, "SAM2LongTrack", [700, 0], model=(3, 0), shot=(1, 0), prompts=(4, 0), widgets=TRACK),
-            save_mattes(6, [1060, 0], (5, 0), "sam2long/long_shot"),
-            N(7, "SAM2LongPreview", [1060, 420], track=(5, 0), shot=(1, 0), widgets=PREVIEW),
+            load_shot(1, 0),
+            N(2, "PreviewImage", 0, title="Frame to click on (preview_index)", images=(1, 5)),
+            model_loader(3, 0),
+            N(4, "SAM2LongPrompt", 1, widgets=prompt_w(0, 0, pt(0.41, 0.42))),
+            N(5, "SAM2LongTrack", 2, model=(3, 0), shot=(1, 0), prompts=(4, 0), widgets=TRACK),
+            save_mattes(6, 3, (5, 0), "sam2long/long_shot"),
+            N(7, "SAM2LongPreview", 3, track=(5, 0), shot=(1, 0), widgets=PREVIEW),
         ]),
     "sam2long_chunked_long_shot": (
         "A long shot in two ranges of 100 frames, each opened with Load Shot (first_frame, frame_count) and "
@@ -159,23 +169,23 @@ GRAPHS = {
         "write into one folder, numbered by the frame's position in the shot, so the sequence is continuous. "
         "Queue the first range, check it, then the second: the first is not re-tracked.",
         [
-            load_shot(1, [0, 0], "range 1: frames 0-99", frame_count=100),
-            load_shot(2, [0, 420], "range 2: frames 100-199", first_frame=100, frame_count=100),
-            model_loader(3, [0, 840]),
-            N(4, "SAM2LongPrompt", [340, 0], widgets=prompt_w(0, 0, pt(0.41, 0.42))),
-            N(5, "SAM2LongTrack", [700, 0], title="Track range 1", model=(3, 0), shot=(1, 0), prompts=(4, 0),
+            load_shot(1, 0, "range 1: frames 0-99", frame_count=100),
+            load_shot(2, 0, "range 2: frames 100-199", first_frame=100, frame_count=100),
+            model_loader(3, 0),
+            N(4, "SAM2LongPrompt", 1, widgets=prompt_w(0, 0, pt(0.41, 0.42))),
+            N(5, "SAM2LongTrack", 2, title="Track range 1", model=(3, 0), shot=(1, 0), prompts=(4, 0),
               widgets=TRACK),
-            N(6, "SAM2LongTrack", [700, 420], title="Track range 2 (continues)", model=(3, 0), shot=(2, 0),
+            N(6, "SAM2LongTrack", 2, title="Track range 2 (continues)", model=(3, 0), shot=(2, 0),
               state=(5, 2), widgets=TRACK),
-            save_mattes(7, [1060, 0], (5, 0), "sam2long/chunked", "mattes of range 1"),
-            save_mattes(8, [1060, 420], (6, 0), "sam2long/chunked", "mattes of range 2"),
+            save_mattes(7, 3, (5, 0), "sam2long/chunked", "mattes of range 1"),
+            save_mattes(8, 3, (6, 0), "sam2long/chunked", "mattes of range 2"),
         ]),
 }
 
 
 def _api(nodes):
     out = {}
-    for n in nodes:
+    for n in sorted(nodes, key=lambda n: n["id"]):
         _, widgets, _ = NODE_TYPES[n["type"]]
         inputs = {k: v for k, v in n["w"].items() if k != "upload"}
         for name, link in n["in"].items():
@@ -202,10 +212,14 @@ def _ui(nodes, description):
             lid = len(links) + 1
             links.append([lid, src, src_slot, n["id"], slot, NODE_TYPES[by_id[src]["type"]][2][src_slot][1]])
             out_links.setdefault((src, src_slot), []).append(lid)
+    column_y = {}
     for order, n in enumerate(nodes):
         sockets, widget_names, outputs = NODE_TYPES[n["type"]]
+        y = column_y.get(n["col"], NOTE_SIZE[1] + TITLE + GAP)
+        column_y[n["col"]] = y + HEIGHT[n["type"]] + TITLE + GAP
         node = {
-            "id": n["id"], "type": n["type"], "pos": n["pos"], "size": [320, 160], "flags": {}, "order": order,
+            "id": n["id"], "type": n["type"], "pos": [n["col"] * (WIDTH + GAP), y],
+            "size": [WIDTH, HEIGHT[n["type"]]], "flags": {}, "order": order,
             "mode": 0,
             "inputs": [],
             "outputs": [],
@@ -228,7 +242,7 @@ def _ui(nodes, description):
                                     "slot_index": slot})
         ui_nodes.append(node)
     ui_nodes.append({
-        "id": max(n["id"] for n in nodes) + 1, "type": "Note", "pos": [0, -260], "size": [660, 200], "flags": {},
+        "id": max(n["id"] for n in nodes) + 1, "type": "Note", "pos": [0, TITLE], "size": list(NOTE_SIZE), "flags": {},
         "order": len(nodes), "mode": 0, "inputs": [], "outputs": [], "properties": {},
         "widgets_values": [description + "\n\nPut a SAM 2.1 checkpoint (e.g. sam2.1_hiera_large.pt) in "
                            "ComfyUI/models/sam2 and the clip in ComfyUI/input. Prompts use normalized "
@@ -238,7 +252,7 @@ def _ui(nodes, description):
     return {
         "last_node_id": max(n["id"] for n in ui_nodes), "last_link_id": len(links),
         "nodes": ui_nodes, "links": links, "groups": [], "config": {},
-        "extra": {"ds": {"scale": 0.8, "offset": [40, 300]}}, "version": 0.4,
+        "extra": {"ds": {"scale": 0.8, "offset": [40, 40]}}, "version": 0.4,
     }
 
 

@@ -46,7 +46,9 @@ from .weights import read_checkpoint
 
 NO_OBJ_SCORE = -1024.0  # SAM 3's (and SAM 2's) logit for "no object here"
 
-INSTALL_HINT = "install it with: pip install 'sam2long[sam3]' (or pip install sam3)"
+# Without dependencies: sam3's and timm's declared ones (torchvision, triton) can replace torch.
+INSTALL_HINT = ("install it with the pack's install.py (python install.py), or: "
+                "pip install --no-deps sam3==0.1.4 timm einops")
 
 # Meta's sam3.pt: the detector and the tracker in one flat dict. The tracker's
 # image features come from the detector's ViT trunk through the `sam2_convs` neck.

@@ -5,10 +5,11 @@
 # - PyTorch: an installed torch is kept. Install the build for your platform first
 #   (https://pytorch.org/get-started/locally/). With no torch at all this installs
 #   ${SAM2LONG_TORCH:-torch==2.13.0} from your pip index.
-# - SAM 2 (PyPI `sam2`) is installed with --no-deps and without its optional CUDA
-#   extension, so it does not pull torchvision (unused here) or a second torch.
-# - SAM 3's tracker (optional, SAM License): sam3, timm and einops, also --no-deps
-#   (SAM2LONG_SAM3=0 skips them).
+# - requirements.txt (only dependencies that pull no torch), pytest and Ray.
+# - install.py, what ComfyUI-Manager runs too: SAM 2 (PyPI `sam2`) with --no-deps and
+#   without its optional CUDA extension, so it does not pull torchvision (unused here)
+#   or a second torch; SAM 3's tracker code (optional, SAM License: sam3, timm, einops),
+#   also --no-deps (SAM2LONG_SAM3=0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,30 +27,17 @@ else
     pip_install "${SAM2LONG_TORCH:-torch==2.13.0}"
 fi
 
-# Build tools, so that sam2's source package builds against the torch above
-# instead of fetching another one into an isolated build environment.
-pip_install "setuptools>=64" wheel
-SAM2_BUILD_CUDA=0 pip_install --no-deps --no-build-isolation "sam2>=1.1.0"
-
-# Everything else in requirements.txt (torch and sam2 are handled above), pytest, and
-# Ray for the tests of `sam2long batch --engine ray` (the optional extra sam2long[ray];
-# it pulls no torch or CUDA).
-reqs="$(mktemp)"
-trap 'rm -f "$reqs"' EXIT
-grep -v -E '^[[:space:]]*(torch|sam2)([<>=!~ ;]|$)' requirements.txt > "$reqs"
+# requirements.txt pulls no torch (it never lists torch, torchvision, sam2 or sam3),
+# plus pytest and Ray for the tests of `sam2long batch --engine ray` (the optional
+# extra sam2long[ray]; it pulls no torch or CUDA).
 extras=()
 [ "${SAM2LONG_RAY:-1}" = 0 ] || extras+=("ray>=2.60")   # SAM2LONG_RAY=0 skips Ray
-pip_install -r "$reqs" "pytest>=7" "${extras[@]}"
+pip_install -r requirements.txt "pytest>=7" "${extras[@]}"
 
-# SAM 3's tracker (optional; SAM2LONG_SAM3=0 skips it). The `sam3` package is under
-# Meta's SAM License. Installed without dependencies: its declared ones (torchvision,
-# triton, Hugging Face hub, a tokenizer) serve SAM 3's detector and would pull another
-# torch; sam2long imports the tracker's modules without them (sam2long/sam3_family.py).
-if [ "${SAM2LONG_SAM3:-1}" != 0 ]; then
-    "$PY" -m pip show timm >/dev/null 2>&1 || pip_install --no-deps "timm>=1.0.17"
-    pip_install --no-deps "sam3==0.1.4" "einops>=0.8"
-fi
+# SAM 2, and SAM 3's tracker code unless SAM2LONG_SAM3=0, without dependencies.
+"$PY" install.py
 
-# sam2long itself, editable (the `sam2long` command comes with it).
-pip_install --no-deps --no-build-isolation -e .
+# sam2long itself, editable (the `sam2long` command comes with it); its isolated build
+# environment needs only setuptools.
+pip_install --no-deps -e .
 "$PY" -c "import sam2, sam2long, torch, OpenImageIO; print('== ready: sam2long', sam2long.__version__, '| torch', torch.__version__)"

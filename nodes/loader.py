@@ -31,7 +31,7 @@ def _test_sam3_config():
     text = os.environ.get(_TEST_SAM3_CONFIG_ENV)
     if not text:
         return None
-    from sam2long.sam3_family import Sam3TrackerConfig
+    from sam2long.models.sam3.network import Sam3TrackerConfig
 
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(text).items()}
     return Sam3TrackerConfig(**fields)
@@ -52,7 +52,7 @@ class SAM2LongModelHandle:
 
     def acquire(self):
         """The LoadedModel on its compute device, loaded through ComfyUI's manager."""
-        from sam2long.model import resolve_precision
+        from sam2long.models.model import resolve_precision
 
         if self.patcher is None:
             return self.loaded
@@ -90,7 +90,7 @@ def _devices(device: str):
 def load_handle(path: str, precision: str = "auto", device: str = "auto",
                 image_size: int | None = None, sam3_config=None) -> SAM2LongModelHandle:
     """`sam3_config` (tests only): a reduced SAM 3 tracker's sizes, see load_model."""
-    from sam2long.loading import load_model
+    from sam2long.models.loading import load_model
 
     load_device, offload_device = _devices(device)
     loaded = load_model(path, device=offload_device, precision="fp32", image_size=image_size, download=False,

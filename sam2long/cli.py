@@ -270,7 +270,7 @@ def validate_inputs(args) -> TrackJob:
 
 
 def _load_model(args):
-    from .loading import load_model
+    from .models.loading import load_model
 
     kw = {}
     if args.image_size is not None:
@@ -280,9 +280,9 @@ def _load_model(args):
 
 
 def build_tracker(model, args, prompts):
-    from .family import family_of
-    from .tracker import Tracker
-    from .tree import TreeConfig
+    from .engine.tracker import Tracker
+    from .engine.tree import TreeConfig
+    from .models.family import family_of
 
     if args.sam2:  # the model's own tracker: SAM 2's for SAM 2, SAM 3's for SAM 3
         tree = family_of(model).plain_tree()
@@ -494,7 +494,7 @@ def _add_common(p: argparse.ArgumentParser, checkpoint_default=None):
     p.add_argument("--out", required=checkpoint_default is None, default=None if checkpoint_default is None
                    else "sam2long_demo", metavar="DIR", help="output folder for the masks and preview.mp4")
     from .options import PRECISIONS
-    from .tree import TreeConfig
+    from .engine.tree import TreeConfig
 
     paper = TreeConfig()  # the defaults are the library's (the paper's)
     tree = p.add_argument_group("memory tree")

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import torch
 
-from sam2long import sam3_family as fam
+from sam2long.models.sam3 import network as fam
 
 # 224 px = a 16x16 token grid; a 2-block, 64-wide ViT; everything after the trunk
 # (necks, memory attention, memory encoder, decoder) keeps SAM 3's real sizes.

@@ -9,8 +9,8 @@ tests can tell exactly which pathway an emitted frame came from.
 
 import torch
 
-from sam2long.core import Decoded
-from sam2long.memory import MemoryEntry
+from sam2long.engine.core import Decoded
+from sam2long.engine.memory import MemoryEntry
 
 
 class ScriptedCore:

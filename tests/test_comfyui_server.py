@@ -146,7 +146,7 @@ def server(tmp_path_factory):
     import torch
 
     sys.path.insert(0, REPO)
-    from sam2long.model import build_net
+    from sam2long.models.model import build_net
 
     ckpt = tmp_path_factory.mktemp("ckpts") / "sam2" / CKPT
     ckpt.parent.mkdir()
@@ -292,7 +292,7 @@ def sam3_server(tmp_path_factory):
 
     sys.path.insert(0, REPO)
     sys.path.insert(0, os.path.join(REPO, "tests"))
-    from sam2long import sam3_family
+    from sam2long.models.sam3 import network as sam3_family
 
     try:
         sam3_family.sam3_modules()

@@ -1,4 +1,4 @@
-"""Tests for sam2long.loading and sam2long.weights: formats, variant detection, bad checkpoints, Hydra.
+"""Tests for sam2long.models.loading and sam2long.models.weights: formats, variant detection, bad checkpoints, Hydra.
 
 Everything runs on the CPU with seeded random weights at a small image size.
 """
@@ -15,9 +15,9 @@ from safetensors.torch import save_file
 
 import sam2long
 from sam2long.errors import CheckpointError
-from sam2long.loading import load_model
-from sam2long.model import VARIANT_CONFIGS, VARIANTS, build_net
-from sam2long.weights import PATCH_EMBED_KEY, TRUNK_SIZES, detect_variant, read_checkpoint, verify_checkpoint
+from sam2long.models.loading import load_model
+from sam2long.models.model import VARIANT_CONFIGS, VARIANTS, build_net
+from sam2long.models.weights import PATCH_EMBED_KEY, TRUNK_SIZES, detect_variant, read_checkpoint, verify_checkpoint
 
 SIZE = 128
 TINY = "sam2.1_hiera_tiny"

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sam2long import sam3_family as fam
+from sam2long.models.sam3 import network as fam
 from sam2long.errors import CheckpointError
 
 try:
@@ -248,10 +248,10 @@ def test_package_predictor_tracks_on_cpu(package_on_cpu, predictor, jpeg_clip, r
 
 
 def test_our_memory_attention_runs_sam3s_module():
-    """sam2long.attention.memory_attention (key modulation, padding) on SAM 3's memory
+    """sam2long.engine.attention.memory_attention (key modulation, padding) on SAM 3's memory
     attention: with one layout and no weights it is the package's encoder exactly;
     padded slots do not leak; weights change the result."""
-    from sam2long.attention import memory_attention
+    from sam2long.engine.attention import memory_attention
 
     encoder = fam.build_tracker_net(REDUCED).transformer.encoder
     hw, frames, ptr_tokens = (REDUCED.feat_size**2), 3, 16  # 4 pointers of 4 tokens

@@ -22,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sam2long import sam3_family as fam
+from sam2long.models.sam3 import network as fam
 
 try:
     fam.sam3_modules()
@@ -31,8 +31,8 @@ except ImportError as e:  # the optional extra is not installed
 
 from sam2long import TensorFrames, Tracker, TreeConfig, cli, loading  # noqa: E402
 from sam2long.frames import open_frames  # noqa: E402
-from sam2long.model import LoadedModel  # noqa: E402
-from sam2long.step import TreeStep  # noqa: E402
+from sam2long.models.model import LoadedModel  # noqa: E402
+from sam2long.engine.step import TreeStep  # noqa: E402
 
 from conftest import moving_square_clip, write_mp4  # noqa: E402
 from sam3_testing import REDUCED, official_layout  # noqa: E402

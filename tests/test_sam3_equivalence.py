@@ -16,16 +16,16 @@ import torch
 from PIL import Image
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from sam2long import sam3_family as fam
+from sam2long.models.sam3 import network as fam
 
 try:
     fam.sam3_modules()
 except ImportError as e:  # the optional extra is not installed
     pytest.skip(f"sam3 is not importable: {e}", allow_module_level=True)
 
-from sam2long.model import LoadedModel  # noqa: E402
-from sam2long.resize import IMG_MEAN, IMG_STD  # noqa: E402
-from sam2long.tree import TreeConfig  # noqa: E402
+from sam2long.models.model import LoadedModel  # noqa: E402
+from sam2long.engine.resize import IMG_MEAN, IMG_STD  # noqa: E402
+from sam2long.engine.tree import TreeConfig  # noqa: E402
 
 from conftest import moving_square_clip  # noqa: E402
 from equivalence import assert_same  # noqa: E402

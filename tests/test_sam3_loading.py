@@ -17,11 +17,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sam2long import sam3_family as fam
-from sam2long.catalog import SAM3_URL, variant_from_name
-from sam2long.checkpoints import resolve_checkpoint
+from sam2long.models.sam3 import network as fam
+from sam2long.models.catalog import SAM3_URL, variant_from_name
+from sam2long.models.checkpoints import resolve_checkpoint
 from sam2long.errors import CheckpointError
-from sam2long.loading import load_model
+from sam2long.models.loading import load_model
 
 try:
     fam.sam3_modules()
@@ -105,7 +105,7 @@ def test_tracker_only_and_wrapped_layouts(source, tmp_path):
 
 
 def test_sam2_checkpoint_still_loads(tmp_path):
-    from sam2long.model import build_net
+    from sam2long.models.model import build_net
 
     torch.manual_seed(0)
     sd = build_net("sam2.1_hiera_tiny", image_size=128).state_dict()
@@ -201,7 +201,7 @@ def test_gated_download_says_how_to_get_access(code, tmp_path, isolated_cache, m
 
 
 def test_hf_token_is_sent_to_hugging_face_only(monkeypatch):
-    from sam2long.checkpoints import download_checkpoint
+    from sam2long.models.checkpoints import download_checkpoint
 
     monkeypatch.setenv("HF_TOKEN", "hf_test")
     opener = _refusing(401)
@@ -215,7 +215,7 @@ def test_hf_token_is_sent_to_hugging_face_only(monkeypatch):
 def test_downloaded_sam3_is_checked_and_cached(isolated_cache, tmp_path):
     """A served file with SAM 3's trunk shape and layout is renamed into the cache; a
     SAM 2 file served under that name is refused and nothing is left."""
-    from sam2long.checkpoints import download_checkpoint
+    from sam2long.models.checkpoints import download_checkpoint
 
     # the check of a download looks at the layout and the trunk's sizes only
     sd = {fam.DETECTOR_PREFIX + fam.PATCH_EMBED: torch.zeros(1024, 3, 14, 14, dtype=torch.float16)}
@@ -240,7 +240,8 @@ def test_downloaded_sam3_is_checked_and_cached(isolated_cache, tmp_path):
 
 
 def test_cli_loads_sam3_by_file_and_name(official_pt, isolated_cache, monkeypatch, capsys):
-    from sam2long import cli, loading
+    from sam2long import cli
+    from sam2long.models import loading
 
     seen = []
     real = loading.load_model

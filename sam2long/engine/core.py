@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from sam2.modeling.sam2_base import NO_OBJ_SCORE
 from sam2.modeling.sam2_utils import get_1d_sine_pe
 
+from ..models.family import family_of
+from ..models.model import LoadedModel
 from .attention import memory_attention
-from .family import family_of
 from .memory import MemoryEntry, MemoryPlan
-from .model import LoadedModel
 from .resize import model_input
 
 

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import FrameError, PromptError
+from ..frames import FrameSource
+from ..models.model import LoadedModel
+from ..options import DIRECTIONS
+from ..prompts import PromptSet
 from .core import InferenceCore
-from .errors import FrameError, PromptError
-from .frames import FrameSource
-from .model import LoadedModel
-from .options import DIRECTIONS
-from .prompts import PromptSet
 from .step import Output, Pass, TreeStep
 from .tree import TreeConfig
 

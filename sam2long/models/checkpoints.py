@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..errors import CheckpointError
 from .catalog import (
     CHECKPOINT_SUFFIXES,
     FULL_PRECISION_TAGS,
@@ -32,7 +33,6 @@ from .catalog import (
     how_to_get,
     split_name,
 )
-from .errors import CheckpointError
 from .weights import verify_checkpoint
 
 # model name -> SHA-256 of Meta's official file. Deliberately empty: a value is
@@ -167,7 +167,7 @@ def _open(urlopen, url, timeout):
 
 def _verify(path: Path, name: str) -> None:
     if name == SAM3_NAME:
-        from .sam3_family import verify_sam3_checkpoint
+        from .sam3.network import verify_sam3_checkpoint
 
         verify_sam3_checkpoint(path)
     else:

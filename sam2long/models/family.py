@@ -15,8 +15,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .resize import IMG_MEAN, IMG_STD
-from .tree import TreeConfig
+from ..engine.resize import IMG_MEAN, IMG_STD
+from ..engine.tree import TreeConfig
 
 
 class Family:
@@ -80,6 +80,6 @@ def family_of(model) -> Family:
 
 @functools.cache
 def _sam3() -> Family:
-    from .sam3_family import Sam3Family
+    from .sam3.network import Sam3Family
 
     return Sam3Family()

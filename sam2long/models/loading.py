@@ -17,10 +17,10 @@ from typing import Iterable
 
 import torch
 
-from . import sam3_family
+from ..errors import CheckpointError
 from .checkpoints import resolve_checkpoint
-from .errors import CheckpointError
 from .model import LoadedModel, build_net, resolve_device, resolve_precision
+from .sam3 import network as sam3_family
 from .weights import check_state_dict, file_variant, read_checkpoint
 
 DEFAULT_IMAGE_SIZE = 1024

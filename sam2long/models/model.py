@@ -15,7 +15,7 @@ from importlib import resources
 
 import torch
 
-from .options import PRECISIONS
+from ..options import PRECISIONS
 
 # variant name -> config path inside the sam2 package
 VARIANT_CONFIGS = {

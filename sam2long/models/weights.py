@@ -27,8 +27,8 @@ from typing import Iterable
 
 import torch
 
+from ..errors import CheckpointError
 from .catalog import CHECKPOINT_URLS, how_to_get, variant_from_name
-from .errors import CheckpointError
 from .model import VARIANTS, build_net
 
 PATCH_EMBED_KEY = "image_encoder.trunk.patch_embed.proj.weight"

@@ -39,10 +39,10 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError
-from .family import Family
-from .tree import TreeConfig
-from .weights import read_checkpoint
+from ...engine.tree import TreeConfig
+from ...errors import CheckpointError
+from ..family import Family
+from ..weights import read_checkpoint
 
 NO_OBJ_SCORE = -1024.0  # SAM 3's (and SAM 2's) logit for "no object here"
 

@@ -613,7 +613,8 @@ def worker_preprocess(spec) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from sam2long.engine.resize import IMG_MEAN, IMG_STD, model_input, normalise, pil_bicubic, quantise
+    from sam2long.engine.resize import model_input, normalise, pil_bicubic, quantise
+    from sam2long.models.family import IMG_MEAN, IMG_STD
 
     torch.set_num_threads(spec["threads"])
     dev = torch.device(spec["device"])

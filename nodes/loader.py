@@ -89,12 +89,12 @@ def _devices(device: str):
 
 def load_handle(path: str, precision: str = "auto", device: str = "auto",
                 image_size: int | None = None, sam3_config=None) -> SAM2LongModelHandle:
-    """`sam3_config` (tests only): a reduced SAM 3 tracker's sizes, see load_model."""
-    from sam2long.models.loading import load_model
+    """`sam3_config` (tests only): a reduced SAM 3 tracker's sizes, see load_model_file."""
+    from sam2long.models.loading import load_model_file
 
     load_device, offload_device = _devices(device)
-    loaded = load_model(path, device=offload_device, precision="fp32", image_size=image_size, download=False,
-                        sam3_config=sam3_config)
+    loaded = load_model_file(path, device=offload_device, precision="fp32", image_size=image_size,
+                             sam3_sizes=sam3_config)
     patcher = None
     try:
         import comfy.model_management as mm

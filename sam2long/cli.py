@@ -282,10 +282,9 @@ def _load_model(args):
 def build_tracker(model, args, prompts):
     from .engine.tracker import Tracker
     from .engine.tree import TreeConfig
-    from .models.family import family_of
 
     if args.sam2:  # the model's own tracker: SAM 2's for SAM 2, SAM 3's for SAM 3
-        tree = family_of(model).plain_tree()
+        tree = TreeConfig.plain(model.family)
     else:
         tree = TreeConfig(pathways=args.pathways, iou_threshold=args.iou_threshold, uncertainty=args.uncertainty)
     tracker = Tracker(model, tree=tree, max_lag=args.max_lag)

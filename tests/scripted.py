@@ -16,7 +16,7 @@ from sam2long.engine.memory import MemoryEntry
 class ScriptedCore:
     num_maskmem = 7
     max_ptrs = 16
-    max_cond_frames = None
+    max_prompt_frames = None
     image_size = 32
     hidden_dim = 8
 

@@ -224,9 +224,9 @@ def test_tree_defaults_are_the_library_defaults():
 
 @pytest.mark.parametrize("switch", ["--sam2", "--no-tree"])
 def test_tree_off_is_the_models_own_tracker(net, switch, capsys):
+    from sam2long.engine.tree import TreeConfig
     from sam2long.models.model import LoadedModel
     from sam2long.prompts import PromptSet
-    from sam2long.engine.tree import TreeConfig
 
     args = cli.build_parser().parse_args(["track", "v.mp4", "--checkpoint", "x", "--out", "o", switch])
     model = LoadedModel.from_net(net, "sam2.1_hiera_tiny", device="cpu")

@@ -5,7 +5,7 @@ turns a prompt into a conditioning memory, runs memory attention and the mask
 decoder for a batch of memory plans (one per distinct pathway of every object),
 and encodes the chosen masks into new memories. Every network call is one batch.
 What differs between network families (normalisation, encoder, module names, mask
-prompts, pointer rules) is asked of the model's `family.Family`.
+prompts, pointer rules) is asked of the model's family (`models.family.Family`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from sam2.modeling.sam2_base import NO_OBJ_SCORE
 from sam2.modeling.sam2_utils import get_1d_sine_pe
 
-from ..models.family import family_of
 from ..models.model import LoadedModel
 from .attention import memory_attention
 from .memory import MemoryEntry, MemoryPlan
@@ -57,13 +56,13 @@ class InferenceCore:
         self.device = model.device
         self.max_ptrs = max_ptrs
         net = self.net
-        self.family = fam = family_of(model)
+        self.family = fam = model.family
         fam.check(net)
         self._memory_attention = fam.memory_attention(net)
         self._memory_encoder = fam.memory_encoder(net)
         self._soft_ptr, self._fixed_ptr = fam.pointer_rules(net)
         self._ptr_tpos, self._ptr_tpos_projected = fam.pointer_encoding(net)
-        self.max_cond_frames = fam.max_cond_frames
+        self.max_prompt_frames = fam.max_prompt_frames
         self.num_maskmem = net.num_maskmem
         self.hidden_dim = net.hidden_dim
         self.mem_dim = net.mem_dim

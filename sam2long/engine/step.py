@@ -184,7 +184,7 @@ class TreeStep:
                     unit_of[id(leaf)] = len(units)
                     units.append(leaf)
                     plans.append(
-                        plan_memory(leaf, t, obj.cond, cfg, core.num_maskmem, core.max_ptrs, core.max_cond_frames)
+                        plan_memory(leaf, t, obj.cond, cfg, core.num_maskmem, core.max_ptrs, core.max_prompt_frames)
                     )
         decoded = core.track(ff, plans, self.run.shot_length)
 

@@ -62,6 +62,12 @@ class TreeConfig:
         """SAM 3's own tracker: one pathway, its memory selection, no key modulation."""
         return cls(pathways=1, key_modulation=False, reliability="sam3-joint")
 
+    @classmethod
+    def plain(cls, family) -> "TreeConfig":
+        """The settings under which the engine is `family`'s own tracker (a
+        `models.family.Family`, e.g. a `LoadedModel`'s): what --no-tree uses."""
+        return {"sam2": cls.sam2, "sam3": cls.sam3}[family.own_tracker]()
+
 
 RELIABILITY = ("iou", "sam3", "sam3-joint")
 SAM3_MEMORY_THRESHOLD = 0.01  # SAM 3's mf_threshold

@@ -167,7 +167,7 @@ def _open(urlopen, url, timeout):
 
 def _verify(path: Path, name: str) -> None:
     if name == SAM3_NAME:
-        from .sam3.network import verify_sam3_checkpoint
+        from .sam3.checkpoint import verify_sam3_checkpoint
 
         verify_sam3_checkpoint(path)
     else:

@@ -169,6 +169,19 @@ def test_no_import_cycle_in_the_app():
     assert cycles(GRAPH) == []
 
 
+def test_the_engine_never_reaches_a_checkpoint_format():
+    # directly or through other modules: the engine takes a LoadedModel, never a file
+    formats = {"sam2long.models." + m for m in ("weights", "checkpoints", "loading", "catalog", "sam3.checkpoint")}
+    edges = internal_edges(GRAPH)
+    for module in [m for m in GRAPH if layer_of(m) == "engine"]:
+        seen, todo = set(), [module]
+        while todo:
+            for target in edges[todo.pop()] - seen:
+                seen.add(target)
+                todo.append(target)
+        assert seen & formats == set(), module
+
+
 def test_the_library_never_imports_the_front_end():
     found = [f"{m}:{line} imports {t}" for m, targets in GRAPH.items() for t, line in targets
              if t.split(".")[0] in FRONT_END]

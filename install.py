@@ -27,7 +27,7 @@ import sys
 
 TAG = "[SAM2Long]"
 SAM2 = ("sam2", "1.1.0", None)  # distribution, lowest version, first version refused
-# The tracker adapter (sam2long/sam3_family.py) is written against sam3 0.1.4's modules.
+# The tracker adapter (sam2long/models/sam3/) is written against sam3 0.1.4's modules.
 SAM3 = [("sam3", "0.1.4", "0.2"), ("timm", "1.0.17", None), ("einops", "0.8", None)]
 PINS = {"sam3": "sam3==0.1.4"}  # what to install where the lowest version is not enough
 

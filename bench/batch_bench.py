@@ -27,7 +27,7 @@ def make_job(folder: Path, shots: int, frames: int, image_size: int) -> Path:
     import numpy as np
     import torch
 
-    from sam2long.model import build_net
+    from sam2long.models.model import build_net
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)

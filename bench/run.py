@@ -212,7 +212,7 @@ def count_ops(counter: Counter):
 def make_model(spec, target=None):
     import torch
 
-    from sam2long.model import LoadedModel, build_net
+    from sam2long.models.model import LoadedModel, build_net
 
     torch.manual_seed(0)
     net = build_net(spec["variant"], spec["image_size"])
@@ -229,7 +229,7 @@ def make_model(spec, target=None):
 def compile_net(net, ours: bool):
     import torch
 
-    import sam2long.core as core
+    import sam2long.engine.core as core
 
     net.image_encoder.forward = torch.compile(net.image_encoder.forward, dynamic=False)
     net.sam_mask_decoder.forward = torch.compile(net.sam_mask_decoder.forward, dynamic=True)
@@ -240,7 +240,7 @@ def compile_net(net, ours: bool):
 
 
 def tree_for(system):
-    from sam2long.tree import TreeConfig
+    from sam2long.engine.tree import TreeConfig
 
     return {
         "off": TreeConfig.sam2(),
@@ -280,7 +280,7 @@ def worker_track(spec) -> dict:
     if spec["system"] == "sam2":
         import sam2.sam2_video_predictor as svp
 
-        from sam2long.core import InferenceCore
+        from sam2long.engine.core import InferenceCore
 
         model = make_model(spec, target=PREDICTOR)
         pred, core = model.net, InferenceCore(model)
@@ -307,7 +307,7 @@ def worker_track(spec) -> dict:
                         rss_at[k + 1] = rss_bytes() - base["rss"]
                     units.append(1)
     else:
-        from sam2long.tracker import Tracker
+        from sam2long.engine.tracker import Tracker
 
         model = make_model(spec)
         tracker = Tracker(model, tree_for(spec["system"]))
@@ -362,7 +362,7 @@ def worker_micro(spec) -> dict:
     and the same for the memory commit, timed interleaved on one frame's features."""
     import torch
 
-    from sam2long.tracker import Tracker
+    from sam2long.engine.tracker import Tracker
 
     torch.set_num_threads(spec["threads"])
     cuda = spec["device"].startswith("cuda")
@@ -412,8 +412,8 @@ def worker_profile(spec) -> dict:
     """Where a frame's time goes: wall time of each engine stage, summed over frames."""
     import torch
 
-    import sam2long.core as core_mod
-    from sam2long.tracker import Tracker
+    import sam2long.engine.core as core_mod
+    from sam2long.engine.tracker import Tracker
 
     torch.set_num_threads(spec["threads"])
     cuda = spec["device"].startswith("cuda")
@@ -478,7 +478,7 @@ def make_hostmem_inputs(work: Path, frames: int) -> dict:
     import numpy as np
     import torch
 
-    from sam2long.model import build_net
+    from sam2long.models.model import build_net
 
     for d in ("models/sam2", "input", "output", "temp"):
         (work / d).mkdir(parents=True, exist_ok=True)
@@ -613,7 +613,8 @@ def worker_preprocess(spec) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from sam2long.resize import IMG_MEAN, IMG_STD, model_input, normalise, pil_bicubic, quantise
+    from sam2long.engine.resize import model_input, normalise, pil_bicubic, quantise
+    from sam2long.models.family import IMG_MEAN, IMG_STD
 
     torch.set_num_threads(spec["threads"])
     dev = torch.device(spec["device"])

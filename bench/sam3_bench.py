@@ -45,9 +45,9 @@ FRAME_SIZE = (540, 960)  # the still clip's frames, H x W
 
 
 def tree_for(mode: str, family):
-    from sam2long.tree import TreeConfig
+    from sam2long.engine.tree import TreeConfig
 
-    return {"off": family.plain_tree(), "p3agree": TreeConfig(pathways=3, uncertainty=0.0),
+    return {"off": TreeConfig.plain(family), "p3agree": TreeConfig(pathways=3, uncertainty=0.0),
             "p3": TreeConfig(pathways=3, uncertainty=1e6)}[mode]
 
 
@@ -55,19 +55,19 @@ def build_model(spec):
     """Seeded random weights, the object-score bias raised; SAM 3 reduced below 1008."""
     import torch
 
-    from sam2long.model import LoadedModel, build_net
+    from sam2long.models.model import LoadedModel, build_net
 
     torch.manual_seed(0)
     if spec["model"] == "sam3":
-        from sam2long import sam3_family as fam
+        from sam2long.models.sam3.network import SAM3_SIZES, build_tracker_net
 
-        config = replace(fam.SAM3, image_size=spec["image_size"])
-        if spec["image_size"] != fam.SAM3.image_size:  # the tests' reduced trunk, real heads
+        config = replace(SAM3_SIZES, image_size=spec["image_size"])
+        if spec["image_size"] != SAM3_SIZES.image_size:  # the tests' reduced trunk, real heads
             sys.path.insert(0, str(ROOT / "tests"))
             from sam3_testing import REDUCED
 
             config = replace(REDUCED, image_size=spec["image_size"])
-        net = fam.build_tracker_net(config)
+        net = build_tracker_net(config)
     else:
         net = build_net(spec["model"], spec["image_size"])
     head = net.sam_mask_decoder.pred_obj_score_head
@@ -116,8 +116,8 @@ class Clock:
 def worker_cost(spec) -> dict:
     import torch
 
-    import sam2long.core as core_mod
-    from sam2long.tracker import Tracker
+    import sam2long.engine.core as core_mod
+    from sam2long.engine.tracker import Tracker
 
     torch.set_num_threads(spec["threads"])
     cuda = spec["device"].startswith("cuda")
@@ -190,13 +190,11 @@ def worker_cost(spec) -> dict:
 def worker_state(spec) -> dict:
     import torch
 
-    from sam2long.tracker import Tracker
+    from sam2long.engine.tracker import Tracker
 
     torch.set_num_threads(spec["threads"])
     model = build_model(spec)
-    from sam2long.family import family_of
-
-    tracker = Tracker(model, tree_for(spec["mode"], family_of(model)))
+    tracker = Tracker(model, tree_for(spec["mode"], model.family))
     clip = StillClip(max(spec["samples"]))
     tracker.add_points(0, 1, [clip.point], [1])
     at, count = {}, [0]

@@ -23,7 +23,7 @@ DEVICES = ["auto", "cpu"]
 # model at 1024 on a CPU is slow, so tests may lower it (multiple of 32). It does not
 # apply to SAM 3 (fixed at 1008: a SAM 3 file is refused while it is set); tests get
 # a reduced SAM 3 tracker instead from the second hook, a JSON object of
-# `sam3_family.Sam3TrackerConfig` fields.
+# `sam2long.models.sam3.network.Sam3TrackerConfig` fields.
 _TEST_IMAGE_SIZE_ENV = "SAM2LONG_TEST_IMAGE_SIZE"
 _TEST_SAM3_CONFIG_ENV = "SAM2LONG_TEST_SAM3_CONFIG"
 
@@ -32,7 +32,7 @@ def _test_sam3_config():
     text = os.environ.get(_TEST_SAM3_CONFIG_ENV)
     if not text:
         return None
-    from sam2long.sam3_family import Sam3TrackerConfig
+    from sam2long.models.sam3.network import Sam3TrackerConfig
 
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(text).items()}
     return Sam3TrackerConfig(**fields)
@@ -53,7 +53,7 @@ class SAM2LongModelHandle:
 
     def acquire(self):
         """The LoadedModel on its compute device, loaded through ComfyUI's manager."""
-        from sam2long.model import resolve_precision
+        from sam2long.models.model import resolve_precision
 
         if self.patcher is None:
             return self.loaded
@@ -90,12 +90,12 @@ def _devices(device: str):
 
 def load_handle(path: str, precision: str = "auto", device: str = "auto",
                 image_size: int | None = None, sam3_config=None) -> SAM2LongModelHandle:
-    """`sam3_config` (tests only): a reduced SAM 3 tracker's sizes, see load_model."""
-    from sam2long.loading import load_model
+    """`sam3_config` (tests only): a reduced SAM 3 tracker's sizes, see load_model_file."""
+    from sam2long.models.loading import load_model_file
 
     load_device, offload_device = _devices(device)
-    loaded = load_model(path, device=offload_device, precision="fp32", image_size=image_size, download=False,
-                        sam3_config=sam3_config)
+    loaded = load_model_file(path, device=offload_device, precision="fp32", image_size=image_size,
+                             sam3_sizes=sam3_config)
     patcher = None
     try:
         import comfy.model_management as mm
@@ -115,7 +115,7 @@ def download(name: str) -> str:
     and Cancel; the library's one download checks it and leaves nothing on failure."""
     import comfy.model_management as mm
     import comfy.utils
-    from sam2long.checkpoints import download_checkpoint
+    from sam2long.models.checkpoints import download_checkpoint
 
     bar = None
 

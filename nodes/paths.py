@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 
-from sam2long.catalog import SAM2_DOWNLOADS, download_url
+from sam2long.models.catalog import SAM2_DOWNLOADS, download_url
 
 FOLDER = "sam2"
 SAM3_FOLDER = "sam3"

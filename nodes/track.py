@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from comfy_api.latest import io
 from sam2long.options import DIRECTIONS
-from sam2long.tree import TreeConfig
+from sam2long.engine.tree import TreeConfig
 
 from . import access
 from .prompts import PromptChain, apply_prompts

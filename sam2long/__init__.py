@@ -7,13 +7,13 @@ The public API is small; see docs/API.md. Names are imported lazily so that
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_model": "sam2long.loading",
-    "LoadedModel": "sam2long.model",
-    "build_net": "sam2long.model",
-    "VARIANTS": "sam2long.model",
-    "Tracker": "sam2long.tracker",
-    "FrameResult": "sam2long.tracker",
-    "TreeConfig": "sam2long.tree",
+    "load_model": "sam2long.models.loading",
+    "LoadedModel": "sam2long.models.model",
+    "build_net": "sam2long.models.model",
+    "VARIANTS": "sam2long.models.model",
+    "Tracker": "sam2long.engine.tracker",
+    "FrameResult": "sam2long.engine.tracker",
+    "TreeConfig": "sam2long.engine.tree",
     "TensorFrames": "sam2long.frames",
     "open_frames": "sam2long.frames",
     "PromptError": "sam2long.errors",

@@ -127,7 +127,7 @@ class ModelCache:
     def __call__(self, args):
         key = (args.checkpoint, args.device, args.precision, args.image_size)
         if key not in self.models:
-            from .loading import load_model
+            from .models.loading import load_model
 
             self.models[key] = load_model(args.checkpoint, device=args.device, precision=args.precision,
                                           image_size=args.image_size, progress=False)

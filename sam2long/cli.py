@@ -284,7 +284,7 @@ def validate_inputs(args) -> TrackJob:
 
 
 def _load_model(args):
-    from .loading import load_model
+    from .models.loading import load_model
 
     kw = {}
     if args.image_size is not None:
@@ -295,7 +295,7 @@ def _load_model(args):
 
 def tree_config(args):
     """The memory tree the options ask for; `TreeConfig` holds the rules for their ranges."""
-    from .tree import TreeConfig
+    from .engine.tree import TreeConfig
 
     try:
         return TreeConfig(pathways=args.pathways, iou_threshold=args.iou_threshold, uncertainty=args.uncertainty)
@@ -304,10 +304,11 @@ def tree_config(args):
 
 
 def build_tracker(model, args, prompts):
-    from .family import family_of
-    from .tracker import Tracker
+    from .engine.tracker import Tracker
+    from .engine.tree import TreeConfig
 
-    tree = family_of(model).plain_tree() if args.sam2 else tree_config(args)  # --sam2: the model's own tracker
+    # --sam2: the model's own tracker (SAM 2's for SAM 2, SAM 3's for SAM 3)
+    tree = TreeConfig.plain(model.family) if args.sam2 else tree_config(args)
     tracker = Tracker(model, tree=tree, max_lag=args.max_lag)
     prompts.add_to(tracker)
     return tracker
@@ -514,7 +515,7 @@ def _add_common(p: argparse.ArgumentParser, checkpoint_default=None):
     p.add_argument("--out", required=checkpoint_default is None, default=None if checkpoint_default is None
                    else "sam2long_demo", metavar="DIR", help="output folder for the masks and preview.mp4")
     from .options import PRECISIONS
-    from .tree import TreeConfig
+    from .engine.tree import TreeConfig
 
     paper = TreeConfig()  # the defaults are the library's (the paper's)
     tree = p.add_argument_group("memory tree")

@@ -311,8 +311,8 @@ def _shot(index, entry, defaults, root, track, options):
 
 def _checkpoint(root: Path, value, files: list) -> str:
     """A model name stays a name (cache or download); anything else is a file."""
-    from .catalog import variant_from_name
-    from .checkpoints import resolve_checkpoint
+    from .models.catalog import variant_from_name
+    from .models.checkpoints import resolve_checkpoint
     from .errors import CheckpointError
 
     if not isinstance(value, str) or not value:

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sam2long.model import LoadedModel, build_net  # noqa: E402
+from sam2long.models.model import LoadedModel, build_net  # noqa: E402
 
 # One intra-op thread: on a small, possibly busy CI box, torch's spinning worker threads
 # can make each step 20-30x slower when another process holds a core (measured here).

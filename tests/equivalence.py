@@ -4,8 +4,8 @@ the engine tracking a frame folder with the tree off, and the comparison with a 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from sam2long.engine.tracker import Tracker
 from sam2long.frames import open_frames
-from sam2long.tracker import Tracker
 
 LOGIT_TOL = 1e-5
 

@@ -141,7 +141,7 @@ def sam2_server(tmp_path_factory, env_extra: dict | None = None):
     import torch
 
     sys.path.insert(0, REPO)
-    from sam2long.model import build_net
+    from sam2long.models.model import build_net
 
     ckpt = tmp_path_factory.mktemp("ckpts") / "sam2" / CKPT
     ckpt.parent.mkdir()

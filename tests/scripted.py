@@ -9,14 +9,14 @@ tests can tell exactly which pathway an emitted frame came from.
 
 import torch
 
-from sam2long.core import Decoded
-from sam2long.memory import MemoryEntry
+from sam2long.engine.core import Decoded
+from sam2long.engine.memory import MemoryEntry
 
 
 class ScriptedCore:
     num_maskmem = 7
     max_ptrs = 16
-    max_cond_frames = None
+    max_prompt_frames = None
     image_size = 32
     hidden_dim = 8
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from sam2long.attention import memory_attention
+from sam2long.engine.attention import memory_attention
 
 from conftest import small_net
 
@@ -60,8 +60,8 @@ def test_memory_layout_of_a_padded_weighted_batch(micro_model):
     tokens]), pads the batch to the longest plan, and marks padding invalid."""
     from sam2.modeling.sam2_utils import get_1d_sine_pe
 
-    from sam2long.core import InferenceCore
-    from sam2long.memory import MemoryPlan
+    from sam2long.engine.core import InferenceCore
+    from sam2long.engine.memory import MemoryPlan
 
     core, net = InferenceCore(micro_model), micro_model.net
     hw, cm = core._mem_pos.shape

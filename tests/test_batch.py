@@ -133,7 +133,7 @@ def kinds(events):
 
 
 def test_in_process_matches_track_skips_and_force(workdir, reference, capsys, monkeypatch):
-    from sam2long import loading
+    from sam2long.models import loading
 
     loads = []
     real_load = loading.load_model

@@ -1,4 +1,4 @@
-"""Tests for sam2long.catalog and sam2long.checkpoints: names, folder search, cache and downloads.
+"""Tests for sam2long.models.catalog and sam2long.models.checkpoints: names, folder search, cache and downloads.
 
 Downloads are served by a fake opener or by an http.server bound to 127.0.0.1;
 nothing leaves this machine.
@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sam2long import checkpoints
-from sam2long.catalog import CHECKPOINT_URLS, checkpoint_url, variant_from_name
-from sam2long.checkpoints import (
+from sam2long.models import checkpoints
+from sam2long.models.catalog import CHECKPOINT_URLS, checkpoint_url, variant_from_name
+from sam2long.models.checkpoints import (
     KNOWN_SHA256,
     cache_dir,
     download_checkpoint,
@@ -27,8 +27,8 @@ from sam2long.checkpoints import (
     resolve_checkpoint,
 )
 from sam2long.errors import CheckpointError
-from sam2long.loading import load_model
-from sam2long.model import VARIANTS, build_net
+from sam2long.models.loading import load_model
+from sam2long.models.model import VARIANTS, build_net
 
 TINY = "sam2.1_hiera_tiny"
 TINY_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_tiny.pt"

@@ -49,7 +49,7 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def net():
-    from sam2long.model import build_net
+    from sam2long.models.model import build_net
 
     torch.manual_seed(0)
     return build_net("sam2.1_hiera_tiny", image_size=SIZE)
@@ -63,7 +63,7 @@ def checkpoint(net, tmp_path_factory):
 @pytest.fixture
 def in_memory_model(net, monkeypatch):
     """Skip reading a checkpoint from disk: hand the CLI the random network directly."""
-    from sam2long.model import LoadedModel
+    from sam2long.models.model import LoadedModel
 
     calls = []
 
@@ -241,7 +241,7 @@ def test_help_says_one_pathway_is_not_plain_sam2(capsys):
 
 
 def test_tree_defaults_are_the_library_defaults():
-    from sam2long.tree import TreeConfig
+    from sam2long.engine.tree import TreeConfig
 
     args = cli.build_parser().parse_args(["track", "v.mp4", "--checkpoint", "x", "--out", "o"])
     paper = TreeConfig()
@@ -251,9 +251,9 @@ def test_tree_defaults_are_the_library_defaults():
 
 @pytest.mark.parametrize("switch", ["--sam2", "--no-tree"])
 def test_tree_off_is_the_models_own_tracker(net, switch, capsys):
-    from sam2long.model import LoadedModel
+    from sam2long.engine.tree import TreeConfig
+    from sam2long.models.model import LoadedModel
     from sam2long.prompts import PromptSet
-    from sam2long.tree import TreeConfig
 
     args = cli.build_parser().parse_args(["track", "v.mp4", "--checkpoint", "x", "--out", "o", switch])
     model = LoadedModel.from_net(net, "sam2.1_hiera_tiny", device="cpu")
@@ -279,7 +279,7 @@ def test_absent_device_exit_2(clip, tmp_path, capsys, in_memory_model, monkeypat
 
 def test_run_track_with_a_loaded_model(net, clip, tmp_path, capsys):
     """The seam for callers that load once and track many shots: no checkpoint is read."""
-    from sam2long.model import LoadedModel
+    from sam2long.models.model import LoadedModel
 
     model = LoadedModel.from_net(net, "sam2.1_hiera_tiny", device="cpu")
     out = tmp_path / "out"

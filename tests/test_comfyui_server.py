@@ -154,10 +154,10 @@ def sam3_server(tmp_path_factory):
 
     sys.path.insert(0, REPO)
     sys.path.insert(0, os.path.join(REPO, "tests"))
-    from sam2long import sam3_family
+    from sam2long.models.sam3 import network as sam3_network, shims as sam3_shims
 
     try:
-        sam3_family.sam3_modules()
+        sam3_shims.sam3_modules()
         ok = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), "-c",
                              "import importlib.util, sys; sys.exit(importlib.util.find_spec('sam3') is None)"],
                             capture_output=True).returncode == 0
@@ -170,7 +170,7 @@ def sam3_server(tmp_path_factory):
     ckpt = tmp_path_factory.mktemp("ckpts") / "sam3" / SAM3_CKPT
     ckpt.parent.mkdir()
     torch.manual_seed(0)
-    torch.save(official_layout(sam3_family.build_tracker_net(REDUCED)), ckpt)
+    torch.save(official_layout(sam3_network.build_tracker_net(REDUCED)), ckpt)
     config = json.dumps(dataclasses.asdict(REDUCED))
     yield from start_server(tmp_path_factory.mktemp("comfy_sam3"), {"sam3": ckpt},
                              {"SAM2LONG_TEST_SAM3_CONFIG": config})

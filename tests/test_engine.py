@@ -63,7 +63,7 @@ def test_batched_equals_unbatched(micro_model, clip):
 
 
 def test_padding_is_exercised(micro_model, clip, monkeypatch):
-    import sam2long.core as core_mod
+    import sam2long.engine.core as core_mod
 
     seen = []
     real = core_mod.memory_attention

@@ -125,12 +125,12 @@ sys.exit(0 if ok else 1)
 # on sys.path the same way): SAM 2's configs through hydra, a network, SAM 3's tracker.
 USE = r"""
 import os, sys, torch, sam2, sam2long
-from sam2long.model import build_net
-from sam2long import sam3_family
+from sam2long.models.model import build_net
+from sam2long.models.sam3 import shims as sam3_shims
 net = build_net("sam2.1_hiera_tiny", image_size=64)
 with torch.no_grad():
     out = net.image_encoder(torch.zeros(1, 3, 64, 64))
-sam3_family.sam3_modules()
+sam3_shims.sam3_modules()
 print("USE-OK", sam2.__file__, sam2long.__file__, tuple(out["vision_features"].shape))
 """
 

@@ -34,7 +34,7 @@ def served():
     """Meta's layout (.pt with a "model" dict, fp16 to stay small) and kijai's (flat safetensors)."""
     from safetensors.torch import save
 
-    from sam2long.model import build_net
+    from sam2long.models.model import build_net
 
     torch.manual_seed(0)
     sd = {k: v.half().contiguous() for k, v in build_net("sam2.1_hiera_tiny", image_size=128).state_dict().items()}
@@ -85,7 +85,7 @@ def _listing(folder):
 
 
 def test_catalogue_files_are_offered_marked_until_present(comfy):
-    from sam2long.catalog import SAM2_DOWNLOADS
+    from sam2long.models.catalog import SAM2_DOWNLOADS
 
     options = _options(comfy.loader)
     assert [o for o in options if o.endswith(MARK)] == [n + MARK for n in SAM2_DOWNLOADS]

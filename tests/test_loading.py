@@ -1,4 +1,4 @@
-"""Tests for sam2long.loading and sam2long.weights: formats, variant detection, bad checkpoints, Hydra.
+"""Tests for sam2long.models.loading and sam2long.models.weights: formats, variant detection, bad checkpoints, Hydra.
 
 Everything runs on the CPU with seeded random weights at a small image size.
 """
@@ -15,9 +15,9 @@ from safetensors.torch import save_file
 
 import sam2long
 from sam2long.errors import CheckpointError
-from sam2long.loading import load_model
-from sam2long.model import VARIANT_CONFIGS, VARIANTS, build_net
-from sam2long.weights import PATCH_EMBED_KEY, TRUNK_SIZES, detect_variant, read_checkpoint, verify_checkpoint
+from sam2long.models.loading import load_model
+from sam2long.models.model import VARIANT_CONFIGS, VARIANTS, build_net
+from sam2long.models.weights import PATCH_EMBED_KEY, TRUNK_SIZES, detect_variant, read_checkpoint, verify_checkpoint
 
 SIZE = 128
 TINY = "sam2.1_hiera_tiny"
@@ -393,3 +393,23 @@ def test_load_model_with_foreign_global_hydra_and_other_cwd(tiny_sd, tiny_pt, tm
     finally:
         GlobalHydra.instance().clear()
         restore_gh_from_backup(backup)
+
+
+def test_loaded_and_hand_made_models_carry_sam2s_family(tiny_pt):
+    from sam2long.engine.tree import TreeConfig
+    from sam2long.models.family import SAM2_FAMILY
+    from sam2long.models.model import LoadedModel
+
+    loaded = load_model(tiny_pt, device="cpu", image_size=SIZE)
+    assert loaded.family is SAM2_FAMILY
+    assert LoadedModel.from_net(build_net(TINY, image_size=SIZE), TINY, device="cpu").family is SAM2_FAMILY
+    assert TreeConfig.plain(loaded.family) == TreeConfig.sam2()
+
+
+def test_bad_arguments_are_refused_before_a_checkpoint_is_looked_for(tmp_path, monkeypatch):
+    # the name is in no folder (a "not found" error, or a download): the arguments are refused first
+    monkeypatch.setenv("SAM2LONG_CACHE", str(tmp_path))
+    with pytest.raises(ValueError, match="precision must be one of"):
+        load_model("sam2.1_hiera_tiny", device="cpu", precision="fp8", download=False)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        load_model("sam2.1_hiera_tiny", device="cpu", image_size=100, download=False)

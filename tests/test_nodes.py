@@ -47,7 +47,7 @@ def comfy(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def handle(comfy):
-    from sam2long.model import LoadedModel, build_net
+    from sam2long.models.model import LoadedModel, build_net
 
     torch.manual_seed(0)
     net = build_net("sam2.1_hiera_tiny", image_size=128)
@@ -139,7 +139,7 @@ def test_loader_missing_checkpoint_says_where(comfy):
 
 
 def test_loader_loads_and_hands_to_model_management(comfy, monkeypatch):
-    from sam2long.model import build_net
+    from sam2long.models.model import build_net
 
     folder = comfy.models / "sam2"
     folder.mkdir(exist_ok=True)

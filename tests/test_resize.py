@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 from sam2.utils.misc import load_video_frames
 
-from sam2long.core import InferenceCore
+from sam2long.engine.core import InferenceCore
+from sam2long.engine.resize import model_input, normalise, pil_bicubic, pil_resize, quantise
 from sam2long.frames import TensorFrames, open_frames
-from sam2long.resize import model_input, normalise, pil_bicubic, pil_resize, quantise
 
 from conftest import MEDIA, moving_square_clip
 

@@ -17,9 +17,9 @@ from PIL import Image
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from sam2long import cli
+from sam2long.engine.tree import TreeConfig
 from sam2long.frames import open_frames
-from sam2long.model import LoadedModel
-from sam2long.tree import TreeConfig
+from sam2long.models.model import LoadedModel
 
 from conftest import MEDIA, moving_square_clip, small_net
 from equivalence import assert_same

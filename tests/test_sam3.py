@@ -10,11 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from sam2long import sam3_family as fam
 from sam2long.errors import CheckpointError
+from sam2long.models.sam3 import checkpoint as sam3_checkpoint, family as sam3_family
+from sam2long.models.sam3 import network as sam3_network, shims as sam3_shims
 
 try:
-    fam.sam3_modules()
+    sam3_shims.sam3_modules()
 except ImportError as e:  # the optional extra is not installed
     pytest.skip(f"sam3 is not importable: {e}", allow_module_level=True)
 
@@ -28,7 +29,7 @@ def reference_predictor(seed=0):
     """The package's Sam3TrackerPredictor as build_tracker(apply_temporal_disambiguation=True,
     with_backbone=True) makes it, at the reduced sizes."""
     torch.manual_seed(seed)
-    return fam.build_tracker_net(REDUCED, predictor=True)
+    return sam3_network.build_tracker_net(REDUCED, predictor=True)
 
 
 @pytest.fixture
@@ -62,10 +63,10 @@ def jpeg_clip(tmp_path_factory):
 
 
 def test_tracker_layout_is_the_checkpoints():
-    net = fam.build_tracker_net(REDUCED)
+    net = sam3_network.build_tracker_net(REDUCED)
     names = list(net.state_dict())
-    tracker = [k for k in names if not k.startswith(fam.VISION_PREFIX)]
-    vision = [k[len(fam.VISION_PREFIX):] for k in names if k.startswith(fam.VISION_PREFIX)]
+    tracker = [k for k in names if not k.startswith(sam3_checkpoint.VISION_PREFIX)]
+    vision = [k[len(sam3_checkpoint.VISION_PREFIX):] for k in names if k.startswith(sam3_checkpoint.VISION_PREFIX)]
     # sam3.pt holds 309 tracker.* tensors; the tracker's vision part is trunk + sam2_convs only
     assert len(tracker) == 309
     assert {k.split(".", 1)[0] for k in vision} == {"trunk", "sam2_convs"}
@@ -73,15 +74,15 @@ def test_tracker_layout_is_the_checkpoints():
 
 
 def test_full_size_tracker_builds_with_sam3_layout():
-    net = fam.build_tracker_net()
+    net = sam3_network.build_tracker_net()
     sd = net.state_dict()
     count = lambda prefix: sum(v.numel() for k, v in sd.items() if k.startswith(prefix))  # noqa: E731
     assert len(sd) == 309 + 420 + 22
-    assert count(fam.VISION_PREFIX + "trunk.") == 447_417_344
-    assert count(fam.VISION_PREFIX + "sam2_convs.") == 7_802_112
+    assert count(sam3_checkpoint.VISION_PREFIX + "trunk.") == 447_417_344
+    assert count(sam3_checkpoint.VISION_PREFIX + "sam2_convs.") == 7_802_112
     assert sum(v.numel() for v in sd.values()) == 466_963_074
-    assert tuple(sd[fam.PATCH_EMBED].shape) == (1024, 3, 14, 14)
-    assert fam.trunk_config(sd) == fam.SAM3
+    assert tuple(sd[sam3_checkpoint.PATCH_EMBED].shape) == (1024, 3, 14, 14)
+    assert sam3_checkpoint.trunk_config(sd) == sam3_network.SAM3_SIZES
     assert net.image_size == 1008 and net.backbone_stride == 14
 
 
@@ -96,12 +97,12 @@ def test_bf16_repack_without_rope_tables_loads(tmp_path):
     repack = {
         k: v.to(torch.bfloat16) if v.is_floating_point() else v
         for k, v in official_layout(source).items()
-        if not k.endswith(fam.ROPE_TABLE)
+        if not k.endswith(sam3_checkpoint.ROPE_TABLE)
     }
     save_file(repack, str(tmp_path / "sam3_bf16.safetensors"))
-    net = fam.load_sam3_tracker(tmp_path / "sam3_bf16.safetensors", config=REDUCED)
+    net = sam3_checkpoint.load_sam3_tracker(tmp_path / "sam3_bf16.safetensors", config=REDUCED)
     loaded, expected = net.state_dict(), source.state_dict()
-    tables = [k for k in loaded if k.endswith(fam.ROPE_TABLE)]
+    tables = [k for k in loaded if k.endswith(sam3_checkpoint.ROPE_TABLE)]
     assert len(tables) == REDUCED.depth and all(torch.equal(loaded[k], expected[k]) for k in tables)
     weight = "tracker.obj_ptr_proj.layers.0.weight"
     assert loaded[weight[len("tracker."):]].dtype == torch.float32
@@ -124,10 +125,10 @@ def test_checkpoint_round_trip(tmp_path, fmt):
         path = tmp_path / "sam3_tracker.pt"  # as build_tracker(with_backbone=True) saves
         torch.save(source.state_dict(), path)
 
-    net = fam.load_sam3_tracker(path, config=REDUCED)
+    net = sam3_checkpoint.load_sam3_tracker(path, config=REDUCED)
     loaded = net.state_dict()
     expected = source.state_dict()
-    detector_neck = [k for k in expected if k.startswith(fam.VISION_PREFIX + "convs.")]
+    detector_neck = [k for k in expected if k.startswith(sam3_checkpoint.VISION_PREFIX + "convs.")]
     assert detector_neck and not any(k in loaded for k in detector_neck)  # not kept
     assert set(loaded) == set(expected) - set(detector_neck)
     assert all(torch.equal(loaded[k], expected[k]) for k in loaded)
@@ -135,10 +136,10 @@ def test_checkpoint_round_trip(tmp_path, fmt):
 
 def test_official_layout_leaves_out_the_detector():
     official = official_layout(reference_predictor())
-    kept, left_out = fam.tracker_tensors(official)
+    kept, left_out = sam3_checkpoint.tracker_tensors(official)
     assert set(FAKE_DETECTOR) <= set(left_out)
     assert all(k.startswith("detector.backbone.vision_backbone.convs.") or k in FAKE_DETECTOR for k in left_out)
-    assert fam.is_sam3_state_dict(official) and fam.is_sam3_state_dict(kept)
+    assert sam3_checkpoint.is_sam3_state_dict(official) and sam3_checkpoint.is_sam3_state_dict(kept)
 
 
 def test_bad_checkpoints_name_the_problem(tmp_path):
@@ -149,17 +150,17 @@ def test_bad_checkpoints_name_the_problem(tmp_path):
     path = tmp_path / "broken.pt"
     torch.save(broken, path)
     with pytest.raises(CheckpointError, match=r"missing tensors \(1\): obj_ptr_proj.layers.0.weight.*maskmem_tpos_enc"):
-        fam.load_sam3_tracker(path, config=REDUCED)
+        sam3_checkpoint.load_sam3_tracker(path, config=REDUCED)
 
     sam2_like = tmp_path / "sam2.pt"
     torch.save({"image_encoder.trunk.patch_embed.proj.weight": torch.zeros(96, 3, 7, 7)}, sam2_like)
     with pytest.raises(CheckpointError, match="not a SAM 3 checkpoint"):
-        fam.load_sam3_tracker(sam2_like)
+        sam3_checkpoint.load_sam3_tracker(sam2_like)
 
     # without a config, the trunk must be SAM 3's own
     torch.save(official, tmp_path / "small.pt")
     with pytest.raises(CheckpointError, match=r"unknown SAM 3 image encoder.*\(64, 3, 14, 14\) with 2 blocks"):
-        fam.load_sam3_tracker(tmp_path / "small.pt")
+        sam3_checkpoint.load_sam3_tracker(tmp_path / "small.pt")
 
 
 # --------------------------------------------------------------------------- features
@@ -168,10 +169,10 @@ def test_bad_checkpoints_name_the_problem(tmp_path):
 def test_encode_image_equals_the_packages_forward_image(predictor, tmp_path):
     path = tmp_path / "sam3.pt"
     torch.save(official_layout(predictor), path)
-    net = fam.load_sam3_tracker(path, config=REDUCED)
+    net = sam3_checkpoint.load_sam3_tracker(path, config=REDUCED)
     image = torch.randn(1, 3, REDUCED.image_size, REDUCED.image_size, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
-        ours = fam.encode_image(net, image)
+        ours = sam3_family.encode_image(net, image)
         theirs = predictor.forward_image(image)
     # the decoder's conv_s0 / conv_s1 narrow the two finest levels to 32 and 64 channels
     assert [tuple(x.shape) for x in ours["backbone_fpn"]] == [(1, 32, 64, 64), (1, 64, 32, 32), (1, 256, 16, 16)]
@@ -248,12 +249,12 @@ def test_package_predictor_tracks_on_cpu(package_on_cpu, predictor, jpeg_clip, r
 
 
 def test_our_memory_attention_runs_sam3s_module():
-    """sam2long.attention.memory_attention (key modulation, padding) on SAM 3's memory
+    """sam2long.engine.attention.memory_attention (key modulation, padding) on SAM 3's memory
     attention: with one layout and no weights it is the package's encoder exactly;
     padded slots do not leak; weights change the result."""
-    from sam2long.attention import memory_attention
+    from sam2long.engine.attention import memory_attention
 
-    encoder = fam.build_tracker_net(REDUCED).transformer.encoder
+    encoder = sam3_network.build_tracker_net(REDUCED).transformer.encoder
     hw, frames, ptr_tokens = (REDUCED.feat_size**2), 3, 16  # 4 pointers of 4 tokens
     g = torch.Generator().manual_seed(0)
     curr, curr_pos = torch.randn(hw, 2, 256, generator=g), torch.randn(hw, 2, 256, generator=g)

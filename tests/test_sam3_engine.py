@@ -22,20 +22,21 @@ import pytest
 import torch
 from PIL import Image
 
-from sam2long import sam3_family as fam
+from sam2long.models.sam3 import network as sam3_network, shims as sam3_shims
 
 try:
-    fam.sam3_modules()
+    sam3_shims.sam3_modules()
 except ImportError as e:  # the optional extra is not installed
     pytest.skip(f"sam3 is not importable: {e}", allow_module_level=True)
 
-from sam2long import TensorFrames, Tracker, TreeConfig, cli, loading  # noqa: E402
+from sam2long import TensorFrames, Tracker, TreeConfig, cli  # noqa: E402
+from sam2long.engine.step import TreeStep  # noqa: E402
 from sam2long.frames import open_frames  # noqa: E402
-from sam2long.model import LoadedModel  # noqa: E402
-from sam2long.step import TreeStep  # noqa: E402
+from sam2long.models import loading  # noqa: E402
+from sam2long.models.model import LoadedModel  # noqa: E402
 
 from conftest import moving_square_clip, write_mp4  # noqa: E402
-from sam3_testing import REDUCED, official_layout  # noqa: E402
+from sam3_testing import REDUCED, load_reduced, official_layout  # noqa: E402
 from test_nodes import comfy, run  # noqa: E402,F401  (the fake ComfyUI fixture)
 
 SMALL = replace(REDUCED, image_size=112)
@@ -47,7 +48,7 @@ PRESENCE_SHIFT = -0.112
 
 def reduced(config=REDUCED, seed=0, shift=0.0):
     torch.manual_seed(seed)
-    net = fam.build_tracker_net(config)
+    net = sam3_network.build_tracker_net(config)
     with torch.no_grad():
         net.sam_mask_decoder.pred_obj_score_head.layers[-1].bias += shift
     return net
@@ -254,12 +255,12 @@ def shot(tmp_path_factory):
 
 @pytest.fixture
 def reduced_loading(monkeypatch):
-    """`load_model` as the CLI and the batch command call it, plus the test-only reduced config."""
-    real, loads = loading.load_model, []
+    """`load_model` as the CLI and the batch command call it, loading the reduced tracker."""
+    loads = []
 
     def with_reduced(*args, **kw):
         loads.append(args[0])
-        return real(*args, **kw, sam3_config=REDUCED)
+        return load_reduced(*args, **kw)
 
     monkeypatch.setattr(loading, "load_model", with_reduced)
     return loads

@@ -16,16 +16,16 @@ import torch
 from PIL import Image
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from sam2long import sam3_family as fam
+from sam2long.models.sam3 import family as sam3_family, network as sam3_network, shims as sam3_shims
 
 try:
-    fam.sam3_modules()
+    sam3_shims.sam3_modules()
 except ImportError as e:  # the optional extra is not installed
     pytest.skip(f"sam3 is not importable: {e}", allow_module_level=True)
 
-from sam2long.model import LoadedModel  # noqa: E402
-from sam2long.resize import IMG_MEAN, IMG_STD  # noqa: E402
-from sam2long.tree import TreeConfig  # noqa: E402
+from sam2long.engine.tree import TreeConfig  # noqa: E402
+from sam2long.models.family import IMG_MEAN, IMG_STD  # noqa: E402
+from sam2long.models.model import LoadedModel  # noqa: E402
 
 from conftest import moving_square_clip  # noqa: E402
 from equivalence import assert_same  # noqa: E402
@@ -58,12 +58,12 @@ def clip_folder(tmp_path_factory):
 def models(config=REDUCED, seed=0, use_memory_selection=True, shift=PRESENCE_SHIFT):
     """The package's predictor and our LoadedModel on the same random weights."""
     torch.manual_seed(seed)
-    predictor = fam.build_tracker_net(config, predictor=True, use_memory_selection=use_memory_selection)
+    predictor = sam3_network.build_tracker_net(config, predictor=True, use_memory_selection=use_memory_selection)
     with torch.no_grad():
         predictor.sam_mask_decoder.pred_obj_score_head.layers[-1].bias += shift
-    net = fam.build_tracker_net(config, use_memory_selection=use_memory_selection)
+    net = sam3_network.build_tracker_net(config, use_memory_selection=use_memory_selection)
     net.load_state_dict({k: v for k, v in predictor.state_dict().items() if k in net.state_dict()})
-    ours = LoadedModel(net, "sam3", torch.device("cpu"), "fp32", family=fam.Sam3Family(IMG_MEAN, IMG_STD))
+    ours = LoadedModel(net, "sam3", torch.device("cpu"), "fp32", family=sam3_family.Sam3Family(IMG_MEAN, IMG_STD))
     return predictor, ours
 
 
@@ -174,7 +174,7 @@ def test_full_size_tracker_equals_sam3_predictor(package_on_cpu, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        predictor, model = models(config=fam.SAM3, shift=0.0)
+        predictor, model = models(config=sam3_network.SAM3_SIZES, shift=0.0)
         assert model.image_size == 1008 and model.net.backbone_stride == 14
         ref, _ = reference_run(predictor, folder, prompts)
         del predictor

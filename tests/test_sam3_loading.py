@@ -2,8 +2,9 @@
 (folders, cache, the gated download), the CLI's model loading and the ComfyUI loader.
 
 Skipped when `sam3` is not importable. Checkpoints are written from a reduced
-random-weight tracker (`sam3_testing.REDUCED`), loaded with `sam3_config=REDUCED`
-(a test-only keyword: a reduced trunk is otherwise refused as not SAM 3's).
+random-weight tracker (`sam3_testing.REDUCED`), loaded by `sam3_testing.load_reduced`
+(`load_model`'s resolution and file loading with REDUCED's sizes: `load_model` itself
+refuses a reduced trunk as not SAM 3's).
 """
 
 from __future__ import annotations
@@ -17,18 +18,18 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sam2long import sam3_family as fam
-from sam2long.catalog import SAM3_URL, variant_from_name
-from sam2long.checkpoints import resolve_checkpoint
 from sam2long.errors import CheckpointError
-from sam2long.loading import load_model
+from sam2long.models.catalog import SAM3_URL, variant_from_name
+from sam2long.models.checkpoints import resolve_checkpoint
+from sam2long.models.loading import load_model
+from sam2long.models.sam3 import checkpoint as sam3_checkpoint, network as sam3_network, shims as sam3_shims
 
 try:
-    fam.sam3_modules()
+    sam3_shims.sam3_modules()
 except ImportError as e:  # the optional extra is not installed
     pytest.skip(f"sam3 is not importable: {e}", allow_module_level=True)
 
-from sam3_testing import FAKE_DETECTOR, REDUCED, official_layout  # noqa: E402
+from sam3_testing import FAKE_DETECTOR, REDUCED, load_reduced, official_layout  # noqa: E402
 from test_nodes import comfy, run  # noqa: E402,F401  (the fake ComfyUI fixture)
 
 
@@ -45,11 +46,11 @@ def source():
     """A reduced tracker whose every tensor is distinct random values (so a tensor
     loaded into the wrong place cannot pass), RoPE tables left as built."""
     torch.manual_seed(5)
-    net = fam.build_tracker_net(REDUCED)
+    net = sam3_network.build_tracker_net(REDUCED)
     g = torch.Generator().manual_seed(6)
     with torch.no_grad():
         for name, t in net.state_dict().items():
-            if t.is_floating_point() and not name.endswith(fam.ROPE_TABLE):
+            if t.is_floating_point() and not name.endswith(sam3_checkpoint.ROPE_TABLE):
                 t.copy_(torch.randn(t.shape, generator=g))
     return net
 
@@ -71,7 +72,7 @@ def assert_same_weights(model, source, dtype=None):
 
 
 def test_official_pt_loads_the_tracker_only(official_pt, source):
-    model = load_model(official_pt, device="cpu", sam3_config=REDUCED)
+    model = load_reduced(official_pt, device="cpu")
     assert model.variant == "sam3" and model.image_size == REDUCED.image_size
     assert model.device == torch.device("cpu") and model.precision == "fp32" and not model.net.training
     assert_same_weights(model, source)
@@ -86,7 +87,7 @@ def test_bf16_safetensors_repack(source, tmp_path):
     repack = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in official_layout(source).items()}
     path = tmp_path / "sam3-bf16.safetensors"
     save_file(repack, str(path))
-    model = load_model(path, device="cpu", sam3_config=REDUCED)
+    model = load_reduced(path, device="cpu")
     assert model.variant == "sam3"
     assert all(v.dtype != torch.bfloat16 for v in model.net.state_dict().values())
     assert_same_weights(model, source, dtype=torch.bfloat16)
@@ -95,17 +96,29 @@ def test_bf16_safetensors_repack(source, tmp_path):
 def test_tracker_only_and_wrapped_layouts(source, tmp_path):
     tracker_only = tmp_path / "tracker.pt"
     torch.save(source.state_dict(), tracker_only)
-    assert_same_weights(load_model(tracker_only, device="cpu", sam3_config=REDUCED), source)
+    assert_same_weights(load_reduced(tracker_only, device="cpu"), source)
     # a repack that wraps Meta's names in one more prefix, as ComfyUI's checkpoints do
     wrapped = {"model.diffusion_model." + k: v for k, v in official_layout(source).items()}
     wrapped["text_encoders.clip.weight"] = torch.zeros(2)  # outside the wrapper: left out
     path = tmp_path / "comfy_sam3.safetensors"
     save_file(wrapped, str(path))
-    assert_same_weights(load_model(path, device="cpu", sam3_config=REDUCED), source)
+    assert_same_weights(load_reduced(path, device="cpu"), source)
+
+
+def test_loaded_and_hand_made_sam3_models_carry_sam3s_family(official_pt, source):
+    from sam2long.engine.tree import TreeConfig
+    from sam2long.models.model import LoadedModel
+    from sam2long.models.sam3.family import Sam3Family
+
+    loaded = load_reduced(official_pt, device="cpu")
+    assert isinstance(loaded.family, Sam3Family)
+    assert TreeConfig.plain(loaded.family) == TreeConfig.sam3()
+    # built by hand: the family follows the network's class, whatever the variant string says
+    assert isinstance(LoadedModel.from_net(source, "my-tracker", device="cpu").family, Sam3Family)
 
 
 def test_sam2_checkpoint_still_loads(tmp_path):
-    from sam2long.model import build_net
+    from sam2long.models.model import build_net
 
     torch.manual_seed(0)
     sd = build_net("sam2.1_hiera_tiny", image_size=128).state_dict()
@@ -120,14 +133,14 @@ def test_bad_sam3_files_are_checkpoint_errors(official_pt, tmp_path):
     cut = tmp_path / "sam3.pt"
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
-        load_model(cut, device="cpu", sam3_config=REDUCED)
+        load_reduced(cut, device="cpu")
 
-    sd = official_layout(fam.build_tracker_net(REDUCED))
+    sd = official_layout(sam3_network.build_tracker_net(REDUCED))
     sd["tracker.obj_ptr_proj.layers.0.weight"] = torch.zeros(3, 3)
     bad = tmp_path / "bad.pt"
     torch.save(sd, bad)
     with pytest.raises(CheckpointError, match=r"wrong shape \(1\): obj_ptr_proj.layers.0.weight \(expected \(256, 256\), found \(3, 3\)\)"):
-        load_model(bad, device="cpu", sam3_config=REDUCED)
+        load_reduced(bad, device="cpu")
     # without the test config the reduced trunk is not SAM 3's
     with pytest.raises(CheckpointError, match="unknown SAM 3 image encoder"):
         load_model(official_pt, device="cpu")
@@ -146,8 +159,8 @@ def test_sam31_is_refused_by_name(tmp_path):
 
 def test_image_size_is_fixed_for_sam3(official_pt):
     with pytest.raises(ValueError, match=r"image_size 1024 does not apply to SAM 3.*fixed at 224.*leave image_size unset"):
-        load_model(official_pt, device="cpu", image_size=1024, sam3_config=REDUCED)
-    assert load_model(official_pt, device="cpu", image_size=224, sam3_config=REDUCED).image_size == 224
+        load_reduced(official_pt, device="cpu", image_size=1024)
+    assert load_reduced(official_pt, device="cpu", image_size=224).image_size == 224
     with pytest.raises(ValueError, match="multiple of 32 \\(SAM 2\\) or 1008 \\(SAM 3\\)"):
         load_model(official_pt, device="cpu", image_size=1000)  # refused before the file is read
 
@@ -169,7 +182,7 @@ def test_name_found_in_dirs_then_cache(official_pt, isolated_cache, tmp_path, so
     assert resolve_checkpoint("sam3", search_dirs=[models], download=False) == isolated_cache / "sam3.pt"
     save_file(official_layout(source), str(models / "sam3.safetensors"))
     assert resolve_checkpoint("sam3.pt", search_dirs=[models], download=False) == models / "sam3.safetensors"
-    model = load_model("sam3", device="cpu", search_dirs=[models], download=False, sam3_config=REDUCED)
+    model = load_reduced("sam3", device="cpu", search_dirs=[models], download=False)
     assert model.variant == "sam3"
 
 
@@ -201,7 +214,7 @@ def test_gated_download_says_how_to_get_access(code, tmp_path, isolated_cache, m
 
 
 def test_hf_token_is_sent_to_hugging_face_only(monkeypatch):
-    from sam2long.checkpoints import download_checkpoint
+    from sam2long.models.checkpoints import download_checkpoint
 
     monkeypatch.setenv("HF_TOKEN", "hf_test")
     opener = _refusing(401)
@@ -215,11 +228,11 @@ def test_hf_token_is_sent_to_hugging_face_only(monkeypatch):
 def test_downloaded_sam3_is_checked_and_cached(isolated_cache, tmp_path):
     """A served file with SAM 3's trunk shape and layout is renamed into the cache; a
     SAM 2 file served under that name is refused and nothing is left."""
-    from sam2long.checkpoints import download_checkpoint
+    from sam2long.models.checkpoints import download_checkpoint
 
     # the check of a download looks at the layout and the trunk's sizes only
-    sd = {fam.DETECTOR_PREFIX + fam.PATCH_EMBED: torch.zeros(1024, 3, 14, 14, dtype=torch.float16)}
-    sd.update({f"{fam.DETECTOR_PREFIX}{fam.BLOCKS}{i}.norm1.weight": torch.zeros(1) for i in range(32)})
+    sd = {sam3_checkpoint.DETECTOR_PREFIX + sam3_checkpoint.PATCH_EMBED: torch.zeros(1024, 3, 14, 14, dtype=torch.float16)}
+    sd.update({f"{sam3_checkpoint.DETECTOR_PREFIX}{sam3_checkpoint.BLOCKS}{i}.norm1.weight": torch.zeros(1) for i in range(32)})
     sd["tracker.sam_mask_decoder.iou_token.weight"] = torch.zeros(1, 256)
     buf = io.BytesIO()
     torch.save(sd, buf)
@@ -240,14 +253,14 @@ def test_downloaded_sam3_is_checked_and_cached(isolated_cache, tmp_path):
 
 
 def test_cli_loads_sam3_by_file_and_name(official_pt, isolated_cache, monkeypatch, capsys):
-    from sam2long import cli, loading
+    from sam2long import cli
+    from sam2long.models import loading
 
     seen = []
-    real = loading.load_model
 
-    def with_reduced(*args, **kw):  # the CLI's own call, plus the test-only reduced config
+    def with_reduced(*args, **kw):  # the CLI's own call, loaded with the reduced sizes
         seen.append((args, kw))
-        return real(*args, **kw, sam3_config=REDUCED)
+        return load_reduced(*args, **kw)
 
     monkeypatch.setattr(loading, "load_model", with_reduced)
     parser = cli.build_parser()

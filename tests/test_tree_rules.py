@@ -6,8 +6,8 @@ import random
 import pytest
 import torch
 
-from sam2long.memory import MemoryEntry, Node, drop_unreachable, extend, plan_memory, spatial_reach
-from sam2long.tree import LOG_EPS, Choice, TreeConfig, candidate_score, rank_weights, select_candidates
+from sam2long.engine.memory import MemoryEntry, Node, drop_unreachable, extend, plan_memory, spatial_reach
+from sam2long.engine.tree import LOG_EPS, Choice, TreeConfig, candidate_score, rank_weights, select_candidates
 
 # ---- scoring and pruning -------------------------------------------------------------------
 
@@ -287,7 +287,7 @@ def test_tree_config_validation():
 def test_sam3_memory_score_is_cal_mem_scores_arithmetic():
     import math
 
-    from sam2long.tree import SAM3_MEMORY_THRESHOLD, is_reliable, sam3_memory_score
+    from sam2long.engine.tree import SAM3_MEMORY_THRESHOLD, is_reliable, sam3_memory_score
 
     presence = 2 / (1 + math.exp(-0.02)) - 1  # logit 0.02 (float32: a few ulps of cancellation)
     assert sam3_memory_score([0.02], [0.6]) == pytest.approx(presence * 0.6, rel=1e-4)
@@ -308,7 +308,7 @@ def test_sam3_memory_score_is_cal_mem_scores_arithmetic():
 
 
 def test_closest_prompts_follows_sam3s_selection():
-    from sam2long.memory import MemoryEntry, closest_prompts
+    from sam2long.engine.memory import MemoryEntry, closest_prompts
 
     cond = [MemoryEntry(f, None, 10.0, 1.0, None) for f in (0, 50, 20, 90, 40, 60)]
     frames = lambda es: [e.frame for e in es]  # noqa: E731

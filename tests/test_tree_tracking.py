@@ -5,9 +5,9 @@ import pickle
 
 import pytest
 
-from sam2long.step import TreeStep
-from sam2long.tracker import Tracker
-from sam2long.tree import TreeConfig
+from sam2long.engine.step import TreeStep
+from sam2long.engine.tracker import Tracker
+from sam2long.engine.tree import TreeConfig
 
 from scripted import ScriptedCore, frames
 

@@ -64,27 +64,27 @@ class MemoryPlan:
 def plan_memory(
     leaf: Node,
     frame: int,
-    cond: list[MemoryEntry],
+    prompt_entries: list[MemoryEntry],
     cfg: TreeConfig,
     num_maskmem: int,
     max_ptrs: int,
-    max_cond: int | None = None,
+    max_prompts: int | None = None,
 ) -> MemoryPlan:
     """Choose the memory of the pathway ending at `leaf` for tracking `frame`.
 
-    `cond` are the object's prompt memories reached so far in this pass. The spatial
+    `prompt_entries` are the object's prompt memories reached so far in this pass. The spatial
     memory is the newest `num_maskmem - 1` entries of `spatial_reach`. With memory
     selection (SAM2Long) that is the last entries of V = the reliable entries plus
     the previous frame (always), ranked from the newest; pointers come from V
     without its oldest entry, positioned by rank. Without it (SAM 2) memory is the
-    previous frames by true distance. `max_cond` prompt frames at most are read, the
+    previous frames by true distance. `max_prompts` prompt frames at most are read, the
     temporally closest (SAM 3 reads 4; None: all, as SAM 2).
     """
     n_spatial = num_maskmem - 1
-    cond = closest_prompts(cond, frame, max_cond)
-    cond_spatial = [(e.mem, num_maskmem - 1, PROMPT_SCORE) for e in cond]
+    prompts = closest_prompts(prompt_entries, frame, max_prompts)
+    prompt_spatial = [(e.mem, num_maskmem - 1, PROMPT_SCORE) for e in prompts]
     # Prompt pointers only from prompts already passed (SAM 2's "pointers in the past").
-    cond_ptrs = [(e.ptr, abs(frame - e.frame), PROMPT_SCORE) for e in cond]
+    prompt_pointers = [(e.ptr, abs(frame - e.frame), PROMPT_SCORE) for e in prompts]
     read = spatial_reach(leaf, frame, cfg, num_maskmem)[-n_spatial:]
 
     if cfg.memory_selection:
@@ -100,8 +100,8 @@ def plan_memory(
             if dist < max_ptrs:
                 pointers.append((e.ptr, dist, e.object_score))
 
-    spatial_all = cond_spatial + spatial
-    pointers_all = cond_ptrs + pointers
+    spatial_all = prompt_spatial + spatial
+    pointers_all = prompt_pointers + pointers
     if cfg.key_modulation and spatial:
         low, high = cfg.modulation_range
         fw = rank_weights([s for _, _, s in spatial_all], low, high)
@@ -115,15 +115,15 @@ def plan_memory(
     )
 
 
-def closest_prompts(cond: list[MemoryEntry], frame: int, limit: int | None) -> list[MemoryEntry]:
+def closest_prompts(entries: list[MemoryEntry], frame: int, limit: int | None) -> list[MemoryEntry]:
     """At most `limit` prompt entries, as SAM 3 selects its conditioning frames: the
     closest before `frame`, the closest at or after it, then the nearest others."""
-    if limit is None or len(cond) <= limit:
-        return cond
-    before = max((e for e in cond if e.frame < frame), key=lambda e: e.frame, default=None)
-    after = min((e for e in cond if e.frame >= frame), key=lambda e: e.frame, default=None)
+    if limit is None or len(entries) <= limit:
+        return entries
+    before = max((e for e in entries if e.frame < frame), key=lambda e: e.frame, default=None)
+    after = min((e for e in entries if e.frame >= frame), key=lambda e: e.frame, default=None)
     chosen = [e for e in (before, after) if e is not None]
-    rest = sorted((e for e in cond if e not in chosen), key=lambda e: abs(e.frame - frame))
+    rest = sorted((e for e in entries if e not in chosen), key=lambda e: abs(e.frame - frame))
     return chosen + rest[: limit - len(chosen)]
 
 

@@ -15,7 +15,7 @@ import os
 import re
 from pathlib import Path
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 from .model import VARIANTS
 
 _SAM2_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2/072824/"

@@ -1,4 +1,4 @@
-"""The SAM 2 network and the handle the engine works with.
+"""The SAM 2 network (its input-size default and bound) and the handle the engine works with.
 
 `build_net` builds one of the eight official SAM 2 / SAM 2.1 variants from the
 configs shipped in the `sam2` package. It reads the YAML with OmegaConf and
@@ -15,7 +15,9 @@ from importlib import resources
 
 import torch
 
-from .options import PRECISIONS
+from ..options import PRECISIONS
+from .family import SAM2_FAMILY, Family
+from .sam3.shims import is_tracker_net
 
 # variant name -> config path inside the sam2 package
 VARIANT_CONFIGS = {
@@ -30,23 +32,44 @@ VARIANT_CONFIGS = {
 }
 VARIANTS = tuple(VARIANT_CONFIGS)
 
+DEFAULT_IMAGE_SIZE = 1024  # SAM 2's input size
+IMAGE_SIZE_MULTIPLE = 32  # SAM 2's input size is a multiple of it, so the backbone's strides divide it
+# As SAM 2's video predictor (and SAM 3's builder): when a prompt yields a single mask
+# (a box, several clicks), fall back to the best of the three if that mask is unstable.
+DYNAMIC_MULTIMASK = {
+    "dynamic_multimask_via_stability": True,
+    "dynamic_multimask_stability_delta": 0.05,
+    "dynamic_multimask_stability_thresh": 0.98,
+}
+
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def build_net(variant: str, image_size: int = 1024, target: str | None = None) -> torch.nn.Module:
+def fits_sam2(image_size: int) -> bool:
+    """Whether SAM 2 takes `image_size` as its input size."""
+    return image_size > 0 and image_size % IMAGE_SIZE_MULTIPLE == 0
+
+
+def check_image_size(image_size: int, where: str = "") -> None:
+    if not fits_sam2(image_size):
+        raise ValueError(
+            f"image_size must be a positive multiple of {IMAGE_SIZE_MULTIPLE}{where}, got {image_size}"
+        )
+
+
+def build_net(variant: str, image_size: int = DEFAULT_IMAGE_SIZE, target: str | None = None) -> torch.nn.Module:
     """Build an untrained SAM2Base for `variant` (eval mode, on the CPU).
 
-    `image_size` other than 1024 is for tests and small experiments; it must be a
-    multiple of 32 so the backbone's strides divide it. `target` swaps the class
-    (e.g. "sam2.sam2_video_predictor.SAM2VideoPredictor", to compare with SAM 2).
+    `image_size` other than the default is for tests and small experiments
+    (`check_image_size`). `target` swaps the class (e.g.
+    "sam2.sam2_video_predictor.SAM2VideoPredictor", to compare with SAM 2).
     """
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     if variant not in VARIANT_CONFIGS:
         raise ValueError(f"unknown SAM 2 variant {variant!r}; known: {', '.join(VARIANTS)}")
-    if image_size % 32:
-        raise ValueError(f"image_size must be a multiple of 32, got {image_size}")
+    check_image_size(image_size)
     text = resources.files("sam2").joinpath(VARIANT_CONFIGS[variant]).read_text()
     cfg = OmegaConf.create(text)
     model_cfg = cfg.model
@@ -54,13 +77,7 @@ def build_net(variant: str, image_size: int = 1024, target: str | None = None) -
     feat = image_size // 16
     for attn in ("self_attention", "cross_attention"):
         model_cfg.memory_attention.layer[attn].feat_sizes = [feat, feat]
-    # As SAM 2's video predictor: when a prompt yields a single mask (a box, several
-    # clicks), fall back to the best of the three if that mask is unstable.
-    model_cfg.sam_mask_decoder_extra_args = {
-        "dynamic_multimask_via_stability": True,
-        "dynamic_multimask_stability_delta": 0.05,
-        "dynamic_multimask_stability_thresh": 0.98,
-    }
+    model_cfg.sam_mask_decoder_extra_args = dict(DYNAMIC_MULTIMASK)
     if target is not None:
         model_cfg._target_ = target
     net = instantiate(model_cfg, _recursive_=True)
@@ -92,7 +109,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 @dataclass
 class LoadedModel:
-    """A SAM 2 network ready for inference, with where and how it computes.
+    """A SAM 2 network (or SAM 3's tracker) ready for inference, with where and how it
+    computes and the family the engine drives it as.
 
     Weights stay in fp32; reduced precision is applied with autocast (as SAM 2 and
     SAM2Long run on CUDA), which keeps the memory encoder and the mask logits stable.
@@ -102,7 +120,11 @@ class LoadedModel:
     variant: str
     device: torch.device
     precision: str = "fp32"  # compute precision: fp32 | bf16 | fp16
-    family: object = None  # a `family.Family`; None: the variant's (`family.family_of`)
+    family: Family | None = None  # None: the net's own (`family_for_net`)
+
+    def __post_init__(self):
+        if self.family is None:
+            self.family = family_for_net(self.net)
 
     @property
     def image_size(self) -> int:
@@ -114,7 +136,24 @@ class LoadedModel:
         return torch.autocast("cuda", dtype=_DTYPES[self.precision])
 
     @classmethod
-    def from_net(cls, net, variant: str, device="auto", precision: str = "auto") -> "LoadedModel":
+    def from_net(
+        cls, net, variant: str, device="auto", precision: str = "auto", family: Family | None = None
+    ) -> "LoadedModel":
         device = resolve_device(device)
         net = net.to(device).eval()
-        return cls(net=net, variant=variant, device=device, precision=resolve_precision(precision, device))
+        precision = resolve_precision(precision, device)
+        return cls(net=net, variant=variant, device=device, precision=precision, family=family)
+
+
+def family_for_net(net) -> Family:
+    """The family of a network, by its class: SAM 3's for SAM 3's tracker, else SAM 2's."""
+    if is_tracker_net(net):
+        from .sam3.family import Sam3Family
+
+        return Sam3Family()
+    return SAM2_FAMILY
+
+
+def family_of(model: LoadedModel) -> Family:
+    """The family the engine drives `model` as (set when the model is made)."""
+    return model.family

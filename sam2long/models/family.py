@@ -1,32 +1,34 @@
-"""What differs between network families: SAM 2 / 2.1 here, SAM 3's tracker in `sam3_family`.
+"""What differs between network families: SAM 2 / 2.1 here, SAM 3's tracker in `sam3.family`.
 
-`InferenceCore` drives every family the same way (encode a frame, prompt, memory
-attention, decoder, memory encoder); a `Family` answers the few questions whose
-answer depends on the network: how a frame is normalised and encoded, which
-modules hold memory attention and the memory encoder, how a mask prompt enters,
-how object pointers of absent objects are made, how many prompt frames memory
-reads, and which tree settings reproduce the family's own tracker.
+The engine's `InferenceCore` drives every family the same way (encode a frame,
+prompt, memory attention, decoder, memory encoder); a `Family` answers the few
+questions whose answer depends on the network: how a frame is normalised and
+encoded, which modules hold memory attention and the memory encoder, how a mask
+prompt enters, how object pointers of absent objects are made, how many prompt
+frames memory reads, and which tracker is the family's own (`own_tracker`, turned
+into tree settings by the engine's `TreeConfig.plain`).
 """
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 
-from .resize import IMG_MEAN, IMG_STD
-from .tree import TreeConfig
+# ImageNet's mean and std: what SAM 2's frame loader normalises with (and SAM 3's
+# predictor's own loader; SAM 3's video model uses 0.5, see `sam3.family`)
+IMG_MEAN = (0.485, 0.456, 0.406)
+IMG_STD = (0.229, 0.224, 0.225)
 
 
 class Family:
-    """SAM 2 / SAM 2.1 (the `sam2` package's SAM2Base)."""
+    """SAM 2 / SAM 2.1 (the `sam2` package's SAM2Base); other families override what differs."""
 
     mean, std = IMG_MEAN, IMG_STD  # what the predictor's frame loader normalises with
     track_step_extra: dict = {}  # extra arguments of the network's track_step
-    max_cond_frames: int | None = None  # prompt frames memory reads (None: all)
+    max_prompt_frames: int | None = None  # prompt frames memory reads (None: all)
     max_prompt_points: int | None = None  # points the prompt encoder takes (None: all)
     non_overlap_prompt_memories = False  # objects prompted on one frame share no pixel in memory
+    own_tracker = "sam2"  # the tree settings of the family's own tracker: TreeConfig.sam2()
 
     def check(self, net) -> None:
         if not (net.pred_obj_scores and net.use_obj_ptrs_in_encoder and net.multimask_output_for_tracking):
@@ -49,37 +51,18 @@ class Family:
         """(pointers get a temporal encoding, it is projected from hidden_dim)."""
         return net.add_tpos_enc_to_obj_ptrs, net.proj_tpos_enc_in_obj_ptrs
 
-    def plain_tree(self) -> TreeConfig:
-        """The tree settings under which the engine is this family's own tracker."""
-        return TreeConfig.sam2()
-
-    def mask_prompt(self, core, frame_idx: int, ff, mask: torch.Tensor):
+    def mask_prompt(self, core, frame_idx: int, features, mask: torch.Tensor):
         """A mask prompt (bool/float [H, W] at source size) as SAM 2's predictor takes it:
-        resized to the input size, thresholded, used as the output.
+        resized to the input size, thresholded, used as the output. `core` is the
+        engine's InferenceCore, `features` the frame's features from it.
         -> (lowres [1, 1, h, w] logits, pointer [1, C], object logit [1, 1])"""
         m = mask.to(core.device, torch.float32)[None, None]
         size = (core.image_size,) * 2
         if m.shape[-2:] != size:
             m = F.interpolate(m, size=size, mode="bilinear", align_corners=False, antialias=True)
             m = (m >= 0.5).float()
-        out = core.prompt_step(frame_idx, ff, mask_inputs=m)
+        out = core.prompt_step(frame_idx, features, mask_inputs=m)
         return out["pred_masks"].float(), out["obj_ptr"], out["object_score_logits"].float()
 
 
-SAM2 = Family()
-
-
-def family_of(model) -> Family:
-    """The family of a `LoadedModel`: its own, else by its variant name."""
-    if getattr(model, "family", None) is not None:
-        return model.family
-    if model.variant == "sam3":
-        return _sam3()
-    return SAM2
-
-
-@functools.cache
-def _sam3() -> Family:
-    from .sam3_family import Sam3Family
-
-    return Sam3Family()
+SAM2_FAMILY = Family()

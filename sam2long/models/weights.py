@@ -27,8 +27,8 @@ from typing import Iterable
 
 import torch
 
+from ..errors import CheckpointError
 from .catalog import CHECKPOINT_URLS, how_to_get, variant_from_name
-from .errors import CheckpointError
 from .model import VARIANTS, build_net
 
 PATCH_EMBED_KEY = "image_encoder.trunk.patch_embed.proj.weight"
@@ -284,22 +284,8 @@ def check_state_dict(
     """
     if expected is None:
         expected = build_net(variant, image_size=128).state_dict()
-    want = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else tuple(v) for k, v in expected.items()}
-    missing = [k for k in want if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in want]
-    misshapen = [
-        f"{k} (expected {want[k]}, found {tuple(state_dict[k].shape)})"
-        for k in want
-        if k in state_dict and tuple(state_dict[k].shape) != want[k]
-    ]
-    not_float = [k for k in want if k in state_dict and not state_dict[k].is_floating_point()]
-    problems = []
-    if missing:
-        problems.append(f"missing tensors ({len(missing)}): {_short_list(missing)}")
-    if unexpected:
-        problems.append(f"unexpected tensors ({len(unexpected)}): {_short_list(unexpected)}")
-    if misshapen:
-        problems.append(f"tensors of the wrong shape ({len(misshapen)}): {_short_list(misshapen)}")
+    problems = tensor_problems(state_dict, expected)
+    not_float = [k for k in expected if k in state_dict and not state_dict[k].is_floating_point()]
     if not_float:
         problems.append(f"tensors that are not floating point ({len(not_float)}): {_short_list(not_float)}")
     if problems:
@@ -309,6 +295,23 @@ def check_state_dict(
             f"from a different or modified model. Fix: download {variant} again from "
             f"{CHECKPOINT_URLS[variant]} (or pass the name {variant!r} to download it automatically)"
         )
+
+
+def tensor_problems(
+    state_dict: dict[str, torch.Tensor], expected: dict[str, torch.Tensor | torch.Size | tuple]
+) -> list[str]:
+    """The missing, unexpected and misshapen tensors of `state_dict` against `expected`
+    (names -> tensors or shapes), each kind as a short list; [] when all match."""
+    want = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else tuple(v) for k, v in expected.items()}
+    missing = [k for k in want if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in want]
+    misshapen = [
+        f"{k} (expected {want[k]}, found {tuple(state_dict[k].shape)})"
+        for k in want
+        if k in state_dict and tuple(state_dict[k].shape) != want[k]
+    ]
+    kinds = {"missing tensors": missing, "unexpected tensors": unexpected, "tensors of the wrong shape": misshapen}
+    return [f"{what} ({len(names)}): {_short_list(names)}" for what, names in kinds.items() if names]
 
 
 def read_variant(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str]:

@@ -1,11 +1,12 @@
 """The memory tree's decision rules, as pure functions of numbers.
 
-Everything here follows the SAM2Long paper (Ding et al., 2024) and our spec
-(`sam2long_spec.md` §2.4): candidates are scored by the parent's cumulative score
-plus ln(predicted IoU + 1e-5), the best P survive a stable sort, and when every
-pathway is unsure whether the object is visible, survivors are picked for
-diversity of their (signed, rounded) predicted IoU, then filled up from parents
-not yet represented. Numbers in, numbers out: these rules are unit-tested with scripted numbers.
+Everything here follows the method of the SAM2Long paper (Ding et al., "SAM2Long:
+Enhancing SAM 2 for Long Video Segmentation with a Training-Free Memory Tree", 2024,
+arXiv:2410.16268): candidates are scored by the parent's cumulative score plus
+ln(predicted IoU + 1e-5), the best P survive a stable sort, and when every pathway is
+unsure whether the object is visible, survivors are picked for diversity of their
+(signed, rounded) predicted IoU, then filled up from parents not yet represented.
+Numbers in, numbers out: these rules are unit-tested with scripted numbers.
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ class TreeConfig:
     def sam3(cls) -> "TreeConfig":
         """SAM 3's own tracker: one pathway, its memory selection, no key modulation."""
         return cls(pathways=1, key_modulation=False, reliability="sam3-joint")
+
+    @classmethod
+    def plain(cls, family) -> "TreeConfig":
+        """The settings under which the engine is `family`'s own tracker (a
+        `models.family.Family`, e.g. a `LoadedModel`'s): what --no-tree uses."""
+        return {"sam2": cls.sam2, "sam3": cls.sam3}[family.own_tracker]()
 
 
 RELIABILITY = ("iou", "sam3", "sam3-joint")

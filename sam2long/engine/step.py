@@ -57,7 +57,7 @@ class ObjectTree:
     """One object's tree within a pass."""
 
     obj_id: int
-    cond: list  # prompt MemoryEntries reached in this pass
+    prompt_entries: list  # prompt MemoryEntries reached in this pass
     pathways: list  # P leaf Nodes, best first; identical pathways share a Node
     frontier: Node  # last committed node
     emitted_to: int  # last frame whose output was handed out
@@ -96,12 +96,29 @@ class ObjectTree:
 class Pass:
     """One pass over the frames in one direction (part of the tracking state)."""
 
-    step: int  # +1 forward, -1 backward
+    sign: int  # +1 forward, -1 backward: frame t is followed by t + sign
     next_frame: int
     starts: dict  # obj_id -> frame where it starts in this pass (not yet started)
     silent_starts: bool  # "both": the backward pass does not re-emit start frames
     shot_length: int  # SAM 2's num_frames: frames known in the shot (pointer positions)
     objects: dict = field(default_factory=dict)  # obj_id -> ObjectTree
+
+    def held_tensors(self) -> list:
+        """The distinct tensors this pass holds: memories and pointers its pathways can
+        still read, and the masks of frames not yet committed."""
+        held = {}
+        for obj in self.objects.values():
+            entries = list(obj.prompt_entries)
+            for leaf in set(obj.pathways):
+                entries += [*leaf.reliable, *leaf.recent, leaf.entry]
+                node = leaf
+                while node is not None:  # outputs not yet committed
+                    held[id(node.lowres)] = node.lowres
+                    node = node.parent
+            for e in entries:
+                if e is not None:
+                    held[id(e.ptr)], held[id(e.mem)] = e.ptr, e.mem
+        return [t for t in held.values() if t is not None]
 
 
 _NODE_FIELDS = [f.name for f in fields(Node) if f.name != "parent"]
@@ -138,11 +155,11 @@ class TreeStep:
         self.outputs.expect(t, expected)
         if not expected and not starting:
             return
-        ff = core.encode_image(core.preprocess(frame))
+        features = core.encode_image(core.preprocess(frame))
 
         prompting = starting + prompted
         inputs = [self.prompts.model_inputs(self.prompts.by_object[o][t], H, W, core.image_size) for o in prompting]
-        for obj_id, (lowres, entry) in zip(prompting, core.prompt(t, ff, inputs)):
+        for obj_id, (lowres, entry) in zip(prompting, core.prompt(t, features, inputs)):
             if obj_id in run.starts and run.starts[obj_id] == t:
                 del run.starts[obj_id]
                 root = Node(t, None, 0.0, entry.object_score, None, None)
@@ -151,7 +168,7 @@ class TreeStep:
                     self.outputs.put(t, obj_id, Output(lowres, entry.object_score, 0.0))
             else:  # a correction: every pathway takes the prompt's mask on this frame
                 obj = run.objects[obj_id]
-                obj.cond.append(entry)
+                obj.prompt_entries.append(entry)
                 shared = {}
                 for leaf in obj.pathways:
                     if id(leaf) not in shared:
@@ -163,10 +180,10 @@ class TreeStep:
                 self._commit(obj)
 
         if tracking:
-            self._track(t, ff, [run.objects[o] for o in tracking])
+            self._track(t, features, [run.objects[o] for o in tracking])
         for o in tracking + prompted:
             obj = run.objects[o]
-            drop_unreachable(list(set(obj.pathways)), t + run.step, cfg, core.num_maskmem)
+            drop_unreachable(list(set(obj.pathways)), t + run.sign, cfg, core.num_maskmem)
 
     def finish(self) -> None:
         """End of the frames: hand out each object's best pathway (the paper's offline answer)."""
@@ -174,7 +191,7 @@ class TreeStep:
             self._emit_path(obj, obj.pathways[0])
 
     # ---- the batched tree step ----------------------------------------------------------------
-    def _track(self, t, ff, objects):
+    def _track(self, t, features, objects):
         core, cfg = self.core, self.tree
         units, plans = [], []  # one unit per distinct pathway of each object
         unit_of = {}
@@ -183,10 +200,10 @@ class TreeStep:
                 if id(leaf) not in unit_of:
                     unit_of[id(leaf)] = len(units)
                     units.append(leaf)
-                    plans.append(
-                        plan_memory(leaf, t, obj.cond, cfg, core.num_maskmem, core.max_ptrs, core.max_cond_frames)
-                    )
-        decoded = core.track(ff, plans, self.run.shot_length)
+                    plans.append(plan_memory(
+                        leaf, t, obj.prompt_entries, cfg, core.num_maskmem, core.max_ptrs, core.max_prompt_frames
+                    ))
+        decoded = core.track(features, plans, self.run.shot_length)
 
         picks, new_nodes, pending = [], {}, []
         for obj in objects:
@@ -215,7 +232,7 @@ class TreeStep:
                 keys.append(key)
             pending.append((obj, keys))
 
-        ptrs, mems = core.commit(ff, decoded, picks)
+        ptrs, mems = core.commit(features, decoded, picks)
         frame_reliable = None
         if cfg.reliability == "sam3-joint":  # SAM 3's predictor: one decision for the frame
             score = sam3_memory_score(decoded.object_logits_cpu, [max(ious) for ious in decoded.ious_cpu])
@@ -253,11 +270,11 @@ class TreeStep:
     def _commit_lagging(self, obj: ObjectTree) -> None:
         """Beyond `max_lag` frames uncommitted, commit the best pathway's frame `max_lag`
         behind and prune the pathways that do not pass through it (an approximation)."""
-        step = self.run.step
+        sign = self.run.sign
         leaf = obj.pathways[0]
-        if (leaf.frame - obj.frontier.frame) * step <= self.max_lag:
+        if (leaf.frame - obj.frontier.frame) * sign <= self.max_lag:
             return
-        target_frame = leaf.frame - step * self.max_lag
+        target_frame = leaf.frame - sign * self.max_lag
         target = _ancestor_at(leaf, target_frame)
         obj.pathways = [p for p in obj.pathways if _ancestor_at(p, target_frame) is target]
         self._commit_to(obj, target)
@@ -268,9 +285,9 @@ class TreeStep:
 
     def _emit_path(self, obj: ObjectTree, node: Node) -> None:
         """Hand out the outputs on the path ending at `node` not handed out yet."""
-        step = self.run.step
+        sign = self.run.sign
         chain = []
-        while node is not None and (node.frame - obj.emitted_to) * step > 0:
+        while node is not None and (node.frame - obj.emitted_to) * sign > 0:
             chain.append(node)
             node = node.parent
         for n in reversed(chain):

@@ -33,6 +33,7 @@ from urllib.error import HTTPError
 from urllib.parse import urlsplit
 from urllib.request import HTTPRedirectHandler, Request, build_opener
 
+from ..errors import CheckpointError
 from .catalog import (
     CHECKPOINT_SUFFIXES,
     DOWNLOADS,
@@ -44,7 +45,6 @@ from .catalog import (
     hub_endpoint,
     split_name,
 )
-from .errors import CheckpointError
 from .weights import verify_checkpoint
 
 # model name -> SHA-256 of Meta's official .pt file. Empty: Meta publishes no
@@ -260,7 +260,7 @@ def _network_errors(file_name: str, url: str, manual: str, gated: bool):
 
 def _verify(path: Path, name: str) -> None:
     if name == SAM3_NAME:
-        from .sam3_family import verify_sam3_checkpoint
+        from .sam3.checkpoint import verify_sam3_checkpoint
 
         verify_sam3_checkpoint(path)
     else:

@@ -14,6 +14,7 @@ pathway (pruning the others), an approximation of the offline result.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 from dataclasses import dataclass
@@ -21,14 +22,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import FrameError, PromptError
+from ..frames import FrameSource
+from ..models.model import LoadedModel
+from ..options import DIRECTIONS
+from ..prompts import PromptSet
 from .core import InferenceCore
-from .errors import FrameError, PromptError
-from .frames import FrameSource
-from .model import LoadedModel
-from .options import DIRECTIONS
-from .prompts import PromptSet
 from .step import Output, Pass, TreeStep
 from .tree import TreeConfig
+
 
 @dataclass
 class FrameResult:
@@ -104,28 +106,7 @@ class Tracker:
 
     def state_tensors(self) -> list:
         """The distinct tensors held by the tracking state (memories, pointers, pending masks)."""
-        held = {}
-
-        def add(t):
-            if t is not None:
-                held.setdefault(id(t), t)
-
-        if self._run is None:
-            return []
-        for obj in self._run.objects.values():
-            entries = list(obj.cond)
-            for leaf in set(obj.pathways):
-                entries += list(leaf.reliable) + list(leaf.recent)
-                if leaf.entry is not None:
-                    entries.append(leaf.entry)
-                node = leaf
-                while node is not None:  # outputs not yet committed
-                    add(node.lowres)
-                    node = node.parent
-            for e in entries:
-                add(e.ptr)
-                add(e.mem)
-        return list(held.values())
+        return [] if self._run is None else self._run.held_tensors()
 
     def state_nbytes(self) -> int:
         """Bytes of tensors held by the tracking state (memories, pointers, pending masks)."""
@@ -190,7 +171,7 @@ class Tracker:
             runs.append(Pass(-1, max(starts.values()), starts, silent_starts=False, shot_length=shot_length))
         for run in runs:
             self._run = run
-            stop = end if run.step > 0 else start
+            stop = end if run.sign > 0 else start
             yield from self._run_pass(source, stop, return_logits, on_step)
         if direction == "both":
             self._run = None  # two passes over one shot: nothing to continue
@@ -207,7 +188,7 @@ class Tracker:
 
     def _continue(self, source, direction, start, end, return_logits, on_step):
         run = self._run
-        if direction != ("forward" if run.step > 0 else "backward"):
+        if direction != ("forward" if run.sign > 0 else "backward"):
             raise ValueError("a continued run keeps its direction; start a new Tracker to change it")
         if not (start <= run.next_frame <= end):
             raise FrameError(
@@ -218,36 +199,36 @@ class Tracker:
         for obj_id, per_frame in self.prompts.by_object.items():
             if obj_id in run.objects or obj_id in run.starts:
                 continue
-            ahead = [f for f in per_frame if (f - run.next_frame) * run.step >= 0]
+            ahead = [f for f in per_frame if (f - run.next_frame) * run.sign >= 0]
             if not ahead:
                 raise PromptError(
                     f"object {obj_id}'s prompts are on frames already tracked (the state is at frame "
                     f"{run.next_frame}); prompt it on a frame still ahead, or track again from the start"
                 )
-            run.starts[obj_id] = min(ahead) if run.step > 0 else max(ahead)
-        yield from self._run_pass(source, end if run.step > 0 else start, return_logits, on_step)
+            run.starts[obj_id] = min(ahead) if run.sign > 0 else max(ahead)
+        yield from self._run_pass(source, end if run.sign > 0 else start, return_logits, on_step)
 
     def _run_pass(self, source, stop, return_logits, on_step):
         run = self._run
-        order = list(range(run.next_frame, stop + run.step, run.step))
+        order = list(range(run.next_frame, stop + run.sign, run.sign))
         tree_step = TreeStep(self.core, self.prompts, self.tree, self.max_lag, self._frame_size, run)
-        outputs = tree_step.outputs
-        cursor = 0
+        waiting = collections.deque(order)  # frames not handed out yet, in order
         for t, frame in source.frames(order):
             with self._computing():
                 tree_step(t, frame)
-            run.next_frame = t + run.step
+            run.next_frame = t + run.sign
             if on_step is not None:
                 on_step(t)
-            while cursor < len(order) and outputs.done(order[cursor]):
-                result = self._result(order[cursor], outputs.pop(order[cursor]), return_logits)
-                cursor += 1
-                if result is not None:
-                    yield result
+            yield from self._hand_out(waiting, tree_step.outputs, return_logits, finished=False)
         tree_step.finish()  # end of the frames: the best pathways are read back
-        while cursor < len(order):
-            result = self._result(order[cursor], outputs.pop(order[cursor]), return_logits)
-            cursor += 1
+        yield from self._hand_out(waiting, tree_step.outputs, return_logits, finished=True)
+
+    def _hand_out(self, waiting, outputs, return_logits, finished):
+        """Results of the frames at the head of `waiting` whose outputs are all in (all of
+        them once `finished`), in order; frames where no object is tracked yield none."""
+        while waiting and (finished or outputs.done(waiting[0])):
+            t = waiting.popleft()
+            result = self._result(t, outputs.pop(t), return_logits)
             if result is not None:
                 yield result
 

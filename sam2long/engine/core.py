@@ -5,7 +5,7 @@ turns a prompt into a conditioning memory, runs memory attention and the mask
 decoder for a batch of memory plans (one per distinct pathway of every object),
 and encodes the chosen masks into new memories. Every network call is one batch.
 What differs between network families (normalisation, encoder, module names, mask
-prompts, pointer rules) is asked of the model's `family.Family`.
+prompts, pointer rules) is asked of the model's family (`models.family.Family`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ import torch.nn.functional as F
 from sam2.modeling.sam2_base import NO_OBJ_SCORE
 from sam2.modeling.sam2_utils import get_1d_sine_pe
 
+from ..models.model import LoadedModel
 from .attention import memory_attention
-from .family import family_of
 from .memory import MemoryEntry, MemoryPlan
-from .model import LoadedModel
 from .resize import model_input
 
 
@@ -57,13 +56,13 @@ class InferenceCore:
         self.device = model.device
         self.max_ptrs = max_ptrs
         net = self.net
-        self.family = fam = family_of(model)
+        self.family = fam = model.family
         fam.check(net)
         self._memory_attention = fam.memory_attention(net)
         self._memory_encoder = fam.memory_encoder(net)
         self._soft_ptr, self._fixed_ptr = fam.pointer_rules(net)
         self._ptr_tpos, self._ptr_tpos_projected = fam.pointer_encoding(net)
-        self.max_cond_frames = fam.max_cond_frames
+        self.max_prompt_frames = fam.max_prompt_frames
         self.num_maskmem = net.num_maskmem
         self.hidden_dim = net.hidden_dim
         self.mem_dim = net.mem_dim
@@ -86,14 +85,14 @@ class InferenceCore:
         return FrameFeatures(feats, pos, sizes)
 
     # ---- prompts --------------------------------------------------------------------------
-    def prompt(self, frame_idx: int, ff: FrameFeatures, inputs: list) -> list:
+    def prompt(self, frame_idx: int, features: FrameFeatures, inputs: list) -> list:
         """The family's prompt path for the objects prompted on one frame (no memory):
         each input is (points, labels, None) for clicks/box, through the SAM decoder, or
         (None, None, mask) with a bool [H, W] mask at source size, as the family's
         predictor takes it. -> [(lowres [h, w], MemoryEntry holding the object logit)]"""
         if not inputs:
             return []
-        outs = [self._prompt_output(frame_idx, ff, *x) for x in inputs]
+        outs = [self._prompt_output(frame_idx, features, *x) for x in inputs]
         lowres = [o[0] for o in outs]
         # As the predictor before propagating: memory from the low-res logits, upsampled.
         high_res = [F.interpolate(x, size=(self.image_size,) * 2, mode="bilinear", align_corners=False) for x in lowres]
@@ -103,18 +102,18 @@ class InferenceCore:
             joint = torch.cat(high_res)
             winner = joint.argmax(0, keepdim=True) == torch.arange(len(outs), device=self.device)[:, None, None, None]
             joint = torch.where(winner, joint, joint.clamp(max=-10.0))
-            mems = self._encode_memory(ff, joint, torch.cat([o[2] for o in outs]), from_prompt=True)
+            mems = self._encode_memory(features, joint, torch.cat([o[2] for o in outs]), from_prompt=True)
         else:
-            mems = torch.cat([self._encode_memory(ff, h, o[2], from_prompt=True) for h, o in zip(high_res, outs)])
+            mems = torch.cat([self._encode_memory(features, h, o[2], from_prompt=True) for h, o in zip(high_res, outs)])
         return [
             (low[0, 0], MemoryEntry(frame=frame_idx, ptr=ptr[0].float(), object_score=float(obj), iou=1.0, mem=mem))
             for (low, ptr, obj), mem in zip(outs, mems)
         ]
 
-    def _prompt_output(self, frame_idx, ff, points, labels, mask):
+    def _prompt_output(self, frame_idx, features, points, labels, mask):
         """-> (lowres [1, 1, h, w], pointer [1, C], object logit [1, 1]) of one object's prompt."""
         if mask is not None:
-            return self.family.mask_prompt(self, frame_idx, ff, mask)
+            return self.family.mask_prompt(self, frame_idx, features, mask)
         limit = self.family.max_prompt_points
         if limit is not None and len(points) > limit:  # the predictor keeps the first and last halves
             keep = list(range(limit // 2)) + list(range(len(points) - (limit - limit // 2), len(points)))
@@ -123,17 +122,17 @@ class InferenceCore:
             "point_coords": points.to(self.device, torch.float32)[None],
             "point_labels": labels.to(self.device, torch.int32)[None],
         }
-        out = self.prompt_step(frame_idx, ff, point_inputs=point_inputs)
+        out = self.prompt_step(frame_idx, features, point_inputs=point_inputs)
         return out["pred_masks"].float(), out["obj_ptr"], out["object_score_logits"].float()
 
-    def prompt_step(self, frame_idx: int, ff: FrameFeatures, point_inputs=None, mask_inputs=None) -> dict:
+    def prompt_step(self, frame_idx: int, features: FrameFeatures, point_inputs=None, mask_inputs=None) -> dict:
         """The network's own `track_step` on a prompt frame, without memory or memory encoder."""
         return self.net.track_step(
             frame_idx=frame_idx,
             is_init_cond_frame=True,
-            current_vision_feats=ff.vision_feats,
-            current_vision_pos_embeds=ff.vision_pos,
-            feat_sizes=ff.feat_sizes,
+            current_vision_feats=features.vision_feats,
+            current_vision_pos_embeds=features.vision_pos,
+            feat_sizes=features.feat_sizes,
             point_inputs=point_inputs,
             mask_inputs=mask_inputs,
             output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
@@ -143,16 +142,16 @@ class InferenceCore:
         )
 
     # ---- tracking -------------------------------------------------------------------------
-    def track(self, ff: FrameFeatures, plans: list[MemoryPlan], shot_length: int | None = None) -> Decoded:
+    def track(self, features: FrameFeatures, plans: list[MemoryPlan], shot_length: int | None = None) -> Decoded:
         """`shot_length`: frames in the shot, SAM 2's `num_frames` (None: a long shot)."""
         net = self.net
         batch = len(plans)
-        feats, pos, high_res = ff.expand(batch)
+        feats, pos, high_res = features.expand(batch)
         memory, memory_pos, n_ptr_tokens, weight, valid = self._assemble(plans, shot_length)
         pix = memory_attention(
             self._memory_attention, feats[-1], pos[-1], memory, memory_pos, n_ptr_tokens, weight, valid
         )
-        h, w = ff.feat_sizes[-1]
+        h, w = features.feat_sizes[-1]
         pix = pix.permute(1, 2, 0).reshape(batch, self.hidden_dim, h, w)
 
         coords = torch.zeros(batch, 1, 2, device=self.device)
@@ -178,7 +177,7 @@ class InferenceCore:
             object_logits_cpu=host[:, 3].tolist(),
         )
 
-    def commit(self, ff: FrameFeatures, decoded: Decoded, picks: list[tuple[int, int]]):
+    def commit(self, features: FrameFeatures, decoded: Decoded, picks: list[tuple[int, int]]):
         """Memories for the chosen (unit, candidate) pairs. -> (pointers [K, C], mem [K, Cm, h, w])"""
         net = self.net
         units = self._upload([u for u, _ in picks])
@@ -194,16 +193,16 @@ class InferenceCore:
         lowres = decoded.lowres[units]
         high_res = F.interpolate(lowres, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
         high_res = high_res[torch.arange(len(picks), device=self.device), cands][:, None]
-        mem = self._encode_memory(ff, high_res, obj, from_prompt=False)
+        mem = self._encode_memory(features, high_res, obj, from_prompt=False)
         return ptr.float(), mem
 
     # ---- internals ------------------------------------------------------------------------
-    def _encode_memory(self, ff: FrameFeatures, high_res, object_logits, from_prompt: bool):
-        feats, _, _ = ff.expand(high_res.size(0))
+    def _encode_memory(self, features: FrameFeatures, high_res, object_logits, from_prompt: bool):
+        feats, _, _ = features.expand(high_res.size(0))
         mem, _ = self.net._encode_new_memory(
             **self.family.track_step_extra,
             current_vision_feats=feats,
-            feat_sizes=ff.feat_sizes,
+            feat_sizes=features.feat_sizes,
             pred_masks_high_res=high_res,
             object_score_logits=object_logits,
             is_mask_from_pts=from_prompt,

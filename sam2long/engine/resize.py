@@ -28,8 +28,7 @@ import functools
 import numpy as np
 import torch
 
-IMG_MEAN = (0.485, 0.456, 0.406)
-IMG_STD = (0.229, 0.224, 0.225)
+from ..models.family import IMG_MEAN, IMG_STD
 
 _A = -0.5  # PIL's bicubic parameter (torch's bicubic uses -0.75)
 _SUPPORT = 2.0

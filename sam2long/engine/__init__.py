@@ -1,0 +1,6 @@
+"""The engine: the memory tree's rules, the memory store, the per-frame tree step, the
+tracker, the batched inference core, memory attention and the model-input resize.
+
+It drives a `models.LoadedModel` through its family and reads frames from a
+`frames.FrameSource`; it reads no checkpoint and no media file itself.
+"""

@@ -3,7 +3,7 @@
 Frames of cups.mp4 are upscaled (bicubic) to 1920x1080 and 3840x2160 with a little
 seeded grain, as film plates have, then written as EXR (half, zip and piz), DPX 10-bit
 Cineon log, PNG 8 and 16 bit (all with OpenImageIO) and H.264 MP4 (PyAV, crf 18). Each
-is read back through `sam2long.frames.open_frames`, forward, as the engine reads it:
+is read back through `sam2long.media.frames.open_frames`, forward, as the engine reads it:
 decode plus the colour default to uint8 RGB. Reported per frame: wall time and process
 CPU time (all threads: OpenImageIO and FFmpeg decode in several), each the total over
 the read divided by the frames (a video decoder's pipeline makes single-frame deltas
@@ -32,7 +32,7 @@ FORMATS = {  # name -> (extension, OIIO pixel format, attributes)
 def _frames(media: Path, n: int, size):
     from PIL import Image
 
-    from sam2long.frames import open_frames
+    from sam2long.media.frames import open_frames
 
     src = open_frames(media / "cups.mp4")
     rng = np.random.default_rng(0)
@@ -42,7 +42,7 @@ def _frames(media: Path, n: int, size):
 
 
 def _encode(display: np.ndarray, fmt: str) -> np.ndarray:
-    from sam2long.plates import srgb_to_linear
+    from sam2long.media.colour import srgb_to_linear
 
     if fmt.startswith("EXR"):
         return srgb_to_linear(display).astype(np.float32)
@@ -82,7 +82,7 @@ def _write_mp4(path: Path, frames: list, size):
 
 
 def _read_cost(path: Path) -> dict:
-    from sam2long.frames import open_frames
+    from sam2long.media.frames import open_frames
 
     t0 = time.perf_counter()
     src = open_frames(path)

@@ -111,7 +111,7 @@ def open_clip(name: str, n: int):
     if name.startswith("synth"):
         src = SyntheticFrames(n, 1080, 1920, size=200) if name == "synth1080" else SyntheticFrames(n)
         return src, src.prompt()
-    from sam2long.frames import open_frames
+    from sam2long.media.frames import open_frames
 
     src = open_frames(MEDIA / f"{name}.mp4")
     n = min(n, len(src))

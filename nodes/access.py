@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sam2long.plates import is_sequence_path
+from sam2long.media.plates import is_sequence_path
 
 ENV = "SAM2LONG_ALLOWED_PATHS"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io, ui
 
-from sam2long.overlay import draw_overlay
+from sam2long.media.overlay import draw_overlay
 
 from .sockets import CATEGORY, ShotType, TrackType
 from .track import intermediate_device

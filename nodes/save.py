@@ -2,7 +2,7 @@
 
 Works the same on in-memory and spilled tracks and never holds more than one frame's
 masks, so a 10,000-frame track is written in flat memory. Each file goes through
-`sam2long.writers.MatteWriter` (temporary name, then rename): an interrupted save
+`sam2long.media.writers.MatteWriter` (temporary name, then rename): an interrupted save
 leaves only complete mattes.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from comfy_api.latest import io, ui
 
-from sam2long.writers import MATTE_FORMATS, MatteWriter
+from sam2long.media.writers import MATTE_FORMATS, MatteWriter
 
 from . import access
 from .preview import preview_indices

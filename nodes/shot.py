@@ -1,6 +1,6 @@
 """SAM2Long Load Shot: a video, folder of frames or image sequence opened without decoding it.
 
-The node outputs a lazy handle (`sam2long.shot.Shot`, SAM2LONG_SHOT socket) that the
+The node outputs a lazy handle (`sam2long.media.shot.Shot`, SAM2LONG_SHOT socket) that the
 Track, Preview and Save Mattes nodes stream from, and decodes only the one frame it
 shows. Where files come from (the input folder, core's VIDEO socket) is settled here.
 """
@@ -15,9 +15,9 @@ import torch
 from comfy_api.latest import io
 
 from sam2long.errors import FrameError
-from sam2long.frames import VIDEO_EXTENSIONS
-from sam2long.plates import IMAGE_EXTENSIONS, find_sequence, is_sequence_path
-from sam2long.shot import Shot, fingerprint, open_shot
+from sam2long.media.frames import VIDEO_EXTENSIONS
+from sam2long.media.plates import IMAGE_EXTENSIONS, find_sequence, is_sequence_path
+from sam2long.media.shot import Shot, fingerprint, open_shot
 
 from . import access
 from .sockets import CATEGORY, ShotType

@@ -10,7 +10,7 @@ ModelType = io.Custom("SAM2LONG_MODEL")
 PromptsType = io.Custom("SAM2LONG_PROMPTS")
 TrackType = io.Custom("SAM2LONG_TRACK")
 StateType = io.Custom("SAM2LONG_STATE")
-# A lazy handle on a frame range of a shot on disk (sam2long.shot.Shot): no pixels.
+# A lazy handle on a frame range of a shot on disk (sam2long.media.shot.Shot): no pixels.
 ShotType = io.Custom("SAM2LONG_SHOT")
 
 # KJNodes / kijai SAM2: list of (x0, y0, x1, y1); core (2026): {"x","y","width","height"} dicts.

@@ -95,9 +95,9 @@ def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | 
               on_step=None, shot=None, spill_dir: str | None = None):
     """Track and return (track, ShotState, index of the first frame tracked). Frame numbers
     are local to the batch or the shot's range. From `images` the track is kept in memory;
-    from a `shot` (sam2long.shot.Shot) frames are streamed and masks spilled to `spill_dir`."""
+    from a `shot` (sam2long.media.shot.Shot) frames are streamed and masks spilled to `spill_dir`."""
     from sam2long import TensorFrames, Tracker, TreeConfig
-    from sam2long.trackstore import SpillBuilder, TrackBuilder
+    from sam2long.media.trackstore import SpillBuilder, TrackBuilder
 
     if shot is not None:
         n, h, w = shot.count, shot.height, shot.width
@@ -238,7 +238,7 @@ class SAM2LongTrack(io.ComfyNode):
                              f"(connected: {', '.join(given) or 'none'})")
         if video is not None:
             from sam2long.errors import FrameError
-            from sam2long.shot import open_shot
+            from sam2long.media.shot import open_shot
 
             try:
                 shot = open_shot(video_file(video))

@@ -254,8 +254,8 @@ class TrackJob:
 
 def validate_inputs(args) -> TrackJob:
     """Check everything the command line gives before a model is loaded or a file is written."""
-    from .frames import open_frames
-    from .writers import check_matte_format
+    from .media.frames import open_frames
+    from .media.writers import check_matte_format
 
     check_device(args.device)
     check_matte_format(args.format)
@@ -336,7 +336,7 @@ class _Outputs:
     preview are removed, so only complete files remain."""
 
     def __init__(self, job: TrackJob, preview: bool):
-        from .writers import MatteWriter
+        from .media.writers import MatteWriter
 
         job.out.mkdir(parents=True, exist_ok=True)
         self.job = job
@@ -366,7 +366,7 @@ class _Outputs:
         return False
 
     def _new_preview(self):
-        from .writers import PreviewWriter
+        from .media.writers import PreviewWriter
 
         src = self.job.source
         return PreviewWriter(self.preview_path, src.width, src.height, getattr(src, "fps", 24.0))
@@ -535,7 +535,7 @@ def _add_common(p: argparse.ArgumentParser, checkpoint_default=None):
     tree.add_argument("--max-lag", type=_max_lag, default=None, metavar="K",
                       help="force masks out at most K frames (K >= 1) behind tracking (bounded memory; an "
                            "approximation). Default: exact, masks come out when all pathways agree")
-    from .writers import MATTE_FORMATS
+    from .media.writers import MATTE_FORMATS
 
     output = p.add_argument_group("mattes")
     output.add_argument("--format", default="png", choices=MATTE_FORMATS,

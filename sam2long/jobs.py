@@ -248,7 +248,7 @@ def _path(root: Path, value, key) -> Path:
 def _read_location(source: Path) -> Path:
     """What an input stands for on disk: a video file, or the folder of an image sequence
     (a folder, a pattern such as plate.####.exr, or one numbered file), as `open_frames` reads it."""
-    from .plates import IMAGE_EXTENSIONS, is_sequence_path
+    from .media.plates import IMAGE_EXTENSIONS, is_sequence_path
 
     if is_sequence_path(source) or (source.is_file() and source.suffix.lower() in IMAGE_EXTENSIONS):
         return source.parent.resolve()
@@ -257,7 +257,7 @@ def _read_location(source: Path) -> Path:
 
 def _shot(index, entry, defaults, root, track, options):
     """(Shot, its parsed track arguments, [(resolved path, what) the shot reads])."""
-    from .plates import is_sequence_path
+    from .media.plates import is_sequence_path
 
     for key in entry:
         if key not in options and key not in SHOT_KEYS:
@@ -393,7 +393,7 @@ def _check_with_track(args):
 def fingerprint(path) -> dict:
     """Size and modification time of a file, or of every file in a folder of frames or of
     a sequence named by a pattern."""
-    from .plates import find_sequence, is_sequence_path
+    from .media.plates import find_sequence, is_sequence_path
 
     p = Path(path)
     if is_sequence_path(p):
@@ -431,6 +431,6 @@ def mark_in_progress(folder, worker: str) -> None:
 
 
 def _write(path: Path, text: str) -> None:
-    from .writers import write_text_file  # a temporary file renamed into place, never through a link
+    from .media.writers import write_text_file  # a temporary file renamed into place, never through a link
 
     write_text_file(path, text)

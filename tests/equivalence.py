@@ -5,7 +5,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from sam2long.engine.tracker import Tracker
-from sam2long.frames import open_frames
+from sam2long.media.frames import open_frames
 
 LOGIT_TOL = 1e-5
 

@@ -17,7 +17,7 @@ from conftest import save_checkpoint, write_mp4
 from PIL import Image
 
 from sam2long import cli
-from sam2long.frames import open_frames
+from sam2long.media.frames import open_frames
 
 W, H, N = 72, 56, 5
 SIZE = 128
@@ -387,7 +387,7 @@ def test_interrupt_leaves_only_complete_files(clip, tmp_path, capsys, in_memory_
             raise KeyboardInterrupt
         return real_replace(src, dst)
 
-    import sam2long.writers as writers
+    import sam2long.media.writers as writers
 
     monkeypatch.setattr(writers.os, "replace", replace)
     out = tmp_path / "out"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from sam2long.errors import FrameError
-from sam2long.frames import VideoFrames, open_frames
-from sam2long.plates import PlateFrames
+from sam2long.media.frames import VideoFrames, open_frames
+from sam2long.media.plates import PlateFrames
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 

@@ -25,12 +25,6 @@ TOP_LEVEL = {
     "sam2long.errors": "shared",
     "sam2long.options": "shared",
     "sam2long.limits": "shared",  # frame-size limits: frames, plates and mask prompts
-    "sam2long.frames": "media",
-    "sam2long.plates": "media",
-    "sam2long.shot": "media",
-    "sam2long.writers": "media",
-    "sam2long.overlay": "media",
-    "sam2long.trackstore": "media",
     "sam2long.cli": "app",
     "sam2long.jobs": "app",
     "sam2long.batch": "app",
@@ -45,7 +39,7 @@ MAY_IMPORT = {
     "app": {"app", "engine", "models", "media", "shared"},
 }
 FRONT_END = ("nodes", "comfy", "comfy_api", "comfy_extras", "folder_paths")
-SPLIT_LATER = {"sam2long/cli.py", "sam2long/batch.py", "sam2long/plates.py"}  # over the size limit until the app is split
+SPLIT_LATER = {"sam2long/cli.py", "sam2long/batch.py"}  # over the size limit until the app is split
 
 
 # --------------------------------------------------------------------------- reading the imports

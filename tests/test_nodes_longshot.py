@@ -52,7 +52,7 @@ def _dirs():
 @pytest.fixture(scope="module")
 def media(comfy):
     """clip.mp4 and a folder of PNG frames in the input folder, and the decoded video frames."""
-    from sam2long.frames import open_frames
+    from sam2long.media.frames import open_frames
 
     inp, _, _ = _dirs()
     os.makedirs(os.path.join(inp, "frames"), exist_ok=True)
@@ -77,10 +77,10 @@ def _spills():
 
 def _count_decodes(monkeypatch):
     """Record the frame indices each source.frames() call is asked for."""
-    from sam2long import frames as fr
+    from sam2long.media import frames as fr
 
     asked = []
-    from sam2long.plates import PlateFrames
+    from sam2long.media.plates import PlateFrames
 
     for cls in (fr.VideoFrames, PlateFrames):
         orig = cls.frames
@@ -201,7 +201,7 @@ def test_truncated_video_named_before_anything_is_written(comfy, media, tmp_path
 
 def test_track_from_shot_video_and_images_agree(comfy, handle, media):
     from comfy_api.latest import InputImpl
-    from sam2long.trackstore import SpilledTrack, TrackResult
+    from sam2long.media.trackstore import SpilledTrack, TrackResult
 
     p = _prompt(comfy, positive_coords='[{"x": 14, "y": 22}]', frame_index=1)
     (img_track, img_masks, _), _ = run(comfy, "SAM2LongTrack", model=handle, images=_images(media.decoded),
@@ -275,7 +275,7 @@ def test_track_inputs_and_prompt_range_errors(comfy, handle, media):
 # ------------------------------------------------------------------------------ spilled results
 
 def test_spilled_track_reads_back_like_the_in_memory_one(tmp_path):
-    from sam2long.trackstore import SpillBuilder, TrackBuilder
+    from sam2long.media.trackstore import SpillBuilder, TrackBuilder
 
     rng = np.random.default_rng(1)
     n, h, w = 7, 30, 45
@@ -423,7 +423,7 @@ def test_save_mattes_plate_formats(comfy, two_objects, fmt):
 
 
 def test_save_mattes_interrupted_leaves_complete_files_only(comfy, two_objects, monkeypatch):
-    from sam2long import writers
+    from sam2long.media import writers
 
     _, spilled, _ = two_objects
     calls = [0]

@@ -12,9 +12,10 @@ import pytest
 from PIL import Image
 
 from sam2long.errors import FrameError
-from sam2long.frames import open_frames
-from sam2long.plates import PlateFrames, cineon_to_linear, quantise, srgb_oetf, srgb_to_linear
-from sam2long.writers import MATTE_FORMATS, MatteWriter
+from sam2long.media.frames import open_frames
+from sam2long.media.colour import cineon_to_linear, quantise, srgb_oetf, srgb_to_linear
+from sam2long.media.plates import PlateFrames
+from sam2long.media.writers import MATTE_FORMATS, MatteWriter
 
 oiio = pytest.importorskip("OpenImageIO")
 
@@ -400,7 +401,7 @@ def test_pillow_bomb_warning_as_error_is_a_frame_error(tmp_path):
 
 
 def test_memory_error_while_decoding_is_a_frame_error(tmp_path, monkeypatch):
-    import sam2long.plates as plates
+    import sam2long.media.plates as plates
 
     write_image(tmp_path / "p.1.exr", np.zeros((H, W, 3), np.float32), "float")
     Image.fromarray(srgb_image()).save(tmp_path / "q.1.png")
@@ -463,7 +464,7 @@ def test_matte_writer_rejects_unknown_format(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["exr", "png16"])
 def test_interrupted_matte_write_leaves_nothing(tmp_path, fmt, monkeypatch):
-    import sam2long.writers as writers
+    import sam2long.media.writers as writers
 
     w = MatteWriter(tmp_path, [1], fmt=fmt)
 
@@ -515,7 +516,7 @@ def test_matte_write_never_follows_a_planted_link(tmp_path, fmt):
 
 
 def test_preview_never_follows_a_planted_link(tmp_path):
-    from sam2long.writers import PreviewWriter
+    from sam2long.media.writers import PreviewWriter
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -541,7 +542,7 @@ def test_preview_never_follows_a_planted_link(tmp_path):
 def test_temporary_file_swapped_for_a_link_is_refused_by_name(tmp_path, monkeypatch):
     """Where /proc/self/fd is missing (macOS, Windows), OpenImageIO gets the temporary file's
     name: it is checked to still be the file we made."""
-    import sam2long.writers as writers
+    import sam2long.media.writers as writers
 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")

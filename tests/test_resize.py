@@ -10,7 +10,7 @@ from sam2.utils.misc import load_video_frames
 
 from sam2long.engine.core import InferenceCore
 from sam2long.engine.resize import model_input, normalise, pil_bicubic, pil_resize, quantise
-from sam2long.frames import TensorFrames, open_frames
+from sam2long.media.frames import TensorFrames, open_frames
 
 from conftest import MEDIA, moving_square_clip
 

@@ -18,7 +18,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from sam2long import cli
 from sam2long.engine.tree import TreeConfig
-from sam2long.frames import open_frames
+from sam2long.media.frames import open_frames
 from sam2long.models.model import LoadedModel
 
 from conftest import MEDIA, moving_square_clip, small_net

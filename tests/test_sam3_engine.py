@@ -31,7 +31,7 @@ except ImportError as e:  # the optional extra is not installed
 
 from sam2long import TensorFrames, Tracker, TreeConfig, cli  # noqa: E402
 from sam2long.engine.step import TreeStep  # noqa: E402
-from sam2long.frames import open_frames  # noqa: E402
+from sam2long.media.frames import open_frames  # noqa: E402
 from sam2long.models import loading  # noqa: E402
 from sam2long.models.model import LoadedModel  # noqa: E402
 

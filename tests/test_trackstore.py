@@ -8,7 +8,7 @@ import tracemalloc
 import pytest
 import torch
 
-from sam2long.trackstore import TrackBuilder
+from sam2long.media.trackstore import TrackBuilder
 
 
 def track_with(ids, n=2, h=4, w=6):

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import FrameError, PromptError
-from ..frames import FrameSource
+from ..media.frames import FrameSource
 from ..models.model import LoadedModel
 from ..options import DIRECTIONS
 from ..prompts import PromptSet

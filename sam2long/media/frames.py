@@ -13,8 +13,8 @@ from typing import Iterable, Iterator, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from .errors import FrameError, first_line
-from .limits import check_frame_size, frame_limits, out_of_memory
+from ..errors import FrameError, first_line
+from ..limits import check_frame_size, frame_limits, out_of_memory
 
 
 @runtime_checkable
@@ -61,7 +61,7 @@ class TensorFrames:
 
 
 # --------------------------------------------------------------------------------------
-# Frames from disk: video files (decoded as a stream) and image sequences (sam2long.plates).
+# Frames from disk: video files (decoded as a stream) and image sequences (sam2long.media.plates).
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 
@@ -81,7 +81,7 @@ def open_frames(path, block_size: int | None = None, colorspace: str | None = No
     decoded at once (default: up to 32, fewer for very large frames). An image
     sequence (a pattern such as plate.####.exr, a folder, or one numbered file) is a
     `PlateFrames`, numbered by its file names; `colorspace`/`ocio_config` choose an
-    OCIO input conversion for it (see sam2long.plates).
+    OCIO input conversion for it (see sam2long.media.plates).
     Raises `FrameError` with a message naming the problem and the fix.
     """
     from pathlib import Path

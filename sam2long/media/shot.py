@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import FrameError
+from ..errors import FrameError
 from .frames import open_frames
 
 

@@ -547,7 +547,6 @@ def worker_hostmem(spec) -> dict:
 
     torch.set_num_threads(spec["threads"])
     work = Path(spec["work"])
-    os.environ["SAM2LONG_TEST_IMAGE_SIZE"] = str(spec["image_size"])
     sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
     import comfy_fake
 
@@ -559,8 +558,12 @@ def worker_hostmem(spec) -> dict:
         folder.mkdir(parents=True, exist_ok=True)
         if not hasattr(fp, f"get_{name}_directory"):
             setattr(fp, f"get_{name}_directory", lambda folder=folder: str(folder))
+    import loader_options
     import nodes
+    import nodes.loader
     from nodes.paths import register_model_folder
+
+    loader_options.patch(nodes.loader, image_size=spec["image_size"])  # a small input, as the tests use
 
     register_model_folder()
     run = comfy_fake.run_node
@@ -833,7 +836,7 @@ def hostmem_rows(results):
         L += [f"Synthetic {HOSTMEM_SIZE[1]}x{HOSTMEM_SIZE[0]} mp4 ({fmt_bytes(ok[0]['clip_bytes'])}, written frame by "
               "frame with PyAV" + (f" in {ok[0]['generate_s']:.0f} s" if ok[0].get("generate_s") else "") +
               f"), one object prompted by a point on frame 0, sam2.1_hiera_tiny with random weights at "
-              f"{sp['image_size']} px network input (the test switch SAM2LONG_TEST_IMAGE_SIZE), "
+              f"{sp['image_size']} px network input (the tests' loader setting, tests/loader_options.py), "
               f"{sp['threads']} torch thread. Nodes called as ComfyUI calls them, through the fake ComfyUI modules "
               "(tests/comfy_fake), each case in a fresh process. **Peak above before** = peak RSS during the run "
               "(VmHWM, reset just before it) minus the RSS after imports, model load and prompt.", "",

@@ -6,7 +6,6 @@ chosen as "<name> (download)" is downloaded into models/sam2 on first use."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import torch
@@ -19,25 +18,6 @@ from . import paths
 from .sockets import CATEGORY, ModelType
 
 DEVICES = ["auto", "cpu"]
-# Test hooks only. SAM 2's input size is 1024 for real use; a random-weight tiny
-# model at 1024 on a CPU is slow, so tests may lower it (multiple of 32). It does not
-# apply to SAM 3 (fixed at 1008: a SAM 3 file is refused while it is set); tests get
-# a reduced SAM 3 tracker instead from the second hook, a JSON object of
-# `sam2long.models.sam3.network.Sam3TrackerConfig` fields.
-_TEST_IMAGE_SIZE_ENV = "SAM2LONG_TEST_IMAGE_SIZE"
-_TEST_SAM3_CONFIG_ENV = "SAM2LONG_TEST_SAM3_CONFIG"
-
-
-def _test_sam3_config():
-    text = os.environ.get(_TEST_SAM3_CONFIG_ENV)
-    if not text:
-        return None
-    from sam2long.models.sam3.network import Sam3TrackerConfig
-
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(text).items()}
-    return Sam3TrackerConfig(**fields)
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class SAM2LongModelHandle:
     """What flows through a SAM2LONG_MODEL socket.
@@ -89,13 +69,13 @@ def _devices(device: str):
 
 
 def load_handle(path: str, precision: str = "auto", device: str = "auto",
-                image_size: int | None = None, sam3_config=None) -> SAM2LongModelHandle:
-    """`sam3_config` (tests only): a reduced SAM 3 tracker's sizes, see load_model_file."""
+                image_size: int | None = None, sam3_sizes=None) -> SAM2LongModelHandle:
+    """`image_size` and `sam3_sizes` as in `load_model_file` (the node keeps the defaults)."""
     from sam2long.models.loading import load_model_file
 
     load_device, offload_device = _devices(device)
     loaded = load_model_file(path, device=offload_device, precision="fp32", image_size=image_size,
-                             sam3_sizes=sam3_config)
+                             sam3_sizes=sam3_sizes)
     patcher = None
     try:
         import comfy.model_management as mm
@@ -169,7 +149,4 @@ class SAM2LongModelLoader(io.ComfyNode):
     def execute(cls, ckpt_name, precision="auto", device="auto") -> io.NodeOutput:
         wanted = paths.to_download(ckpt_name)
         path = paths.find(ckpt_name) or (download(wanted) if wanted else paths.full_path(ckpt_name))
-        size = os.environ.get(_TEST_IMAGE_SIZE_ENV)
-        handle = load_handle(path, precision=precision, device=device, image_size=int(size) if size else None,
-                             sam3_config=_test_sam3_config())
-        return io.NodeOutput(handle)
+        return io.NodeOutput(load_handle(path, precision=precision, device=device))

@@ -32,6 +32,7 @@ API_DIR = os.path.join(REPO, "tests", "workflows_api")
 DEMO = os.environ.get("SAM2LONG_DEMO_CLIP", "/work/shared/media/bedroom.mp4")
 PACK = "ComfyUI-SAM2Long"
 ALLOWED_ENV = "SAM2LONG_ALLOWED_PATHS"
+HOOKS = "sam2long_test_hooks"  # tests/server_hooks: the loader's small-model settings
 CKPT = "random_sam2.1_hiera_tiny.pt"
 N_FRAMES, WIDTH, HEIGHT = 8, 192, 108
 IMAGE_SIZE = os.environ.get("SAM2LONG_TEST_IMAGE_SIZE", "256")  # network input size: 1024 is slow on a CPU
@@ -96,6 +97,7 @@ def start_server(base, checkpoints: dict, env_extra: dict, clip=write_demo_cut):
     for d in ("custom_nodes", "models", "input", "output", "user"):
         (base / d).mkdir()
     os.symlink(REPO, base / "custom_nodes" / PACK)
+    os.symlink(os.path.join(REPO, "tests", "server_hooks"), base / "custom_nodes" / HOOKS)
     extra = base / "extra_model_paths.yaml"
     lines = [f"    {kind}: {path.parent}" for kind, path in checkpoints.items()]
     extra.write_text("sam2long_tests:\n    base_path: /\n" + "\n".join(lines) + "\n")
@@ -109,7 +111,7 @@ def start_server(base, checkpoints: dict, env_extra: dict, clip=write_demo_cut):
         [os.environ.get("COMFYUI_PYTHON", sys.executable), "main.py", "--cpu", "--listen", "127.0.0.1",
          "--port", str(port), "--disable-auto-launch", "--base-directory", str(base),
          "--extra-model-paths-config", str(extra), "--database-url", "sqlite:///:memory:",
-         "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK],
+         "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK, HOOKS],
         cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:

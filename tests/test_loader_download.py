@@ -15,6 +15,7 @@ import sys
 
 import pytest
 import torch
+from loader_options import use_small_models
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -53,7 +54,6 @@ def comfy(tmp_path, monkeypatch):
 
     for name in ("HF_ENDPOINT", "SAM2LONG_DOWNLOAD_BASE", "HF_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SAM2LONG_TEST_IMAGE_SIZE", "128")
     models = tmp_path / "ComfyUI" / "models"
     models.mkdir(parents=True)
     comfy_fake.install(str(models))
@@ -61,6 +61,7 @@ def comfy(tmp_path, monkeypatch):
     importlib.import_module("nodes")
     importlib.import_module("nodes.paths").register_model_folder()
     loader = importlib.import_module("nodes.loader")
+    use_small_models(monkeypatch, image_size=128)
     yield type("Comfy", (), {"fake": comfy_fake, "loader": loader.SAM2LongModelLoader,
                              "folder": models / "sam2"})
     _purge_nodes()

@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from loader_options import use_small_models
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -150,7 +151,7 @@ def test_loader_loads_and_hands_to_model_management(comfy, monkeypatch):
 
     assert "random_tiny.pt" in SAM2LongModelLoader.define_schema().inputs[0].options
     assert SAM2LongModelLoader.validate_inputs(ckpt_name="random_tiny.pt") is True
-    monkeypatch.setenv("SAM2LONG_TEST_IMAGE_SIZE", "128")
+    use_small_models(monkeypatch, image_size=128)
     (h,), _ = run(comfy, "SAM2LongModelLoader", ckpt_name="random_tiny.pt", precision="fp16")
     assert h.loaded.variant == "sam2.1_hiera_tiny" and h.patcher is not None and h.patcher.model.net is h.loaded.net
     before = len(comfy.fake.state().loaded)

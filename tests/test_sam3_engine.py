@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ from sam2long.models.model import LoadedModel  # noqa: E402
 from conftest import moving_square_clip, write_mp4  # noqa: E402
 from sam3_testing import REDUCED, load_reduced, official_layout  # noqa: E402
 from test_nodes import comfy, run  # noqa: E402,F401  (the fake ComfyUI fixture)
+from loader_options import use_small_models
 
 SMALL = replace(REDUCED, image_size=112)
 # Object logits of these random trackers sit near +0.15; shifted down, SAM 3's
@@ -331,7 +332,7 @@ def test_nodes_stream_a_shot_into_mattes(comfy, shot, monkeypatch):
     inputs = Path(folder_paths.get_input_directory())
     inputs.mkdir(parents=True, exist_ok=True)
     (inputs / "sam3_shot.mp4").write_bytes(shot.video.read_bytes())
-    monkeypatch.setenv("SAM2LONG_TEST_SAM3_CONFIG", json.dumps(asdict(REDUCED)))
+    use_small_models(monkeypatch, sam3_sizes=REDUCED)
     (handle,), _ = run(comfy, "SAM2LongModelLoader", ckpt_name="sam3.pt", device="cpu")
     (prompts,), _ = run(comfy, "SAM2LongPrompt", object_id=1,
                         positive_coords=json.dumps([{"x": POINT[0], "y": POINT[1]}]))

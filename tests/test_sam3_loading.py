@@ -10,7 +10,6 @@ refuses a reduced trunk as not SAM 3's).
 from __future__ import annotations
 
 import io
-import json
 import os
 import urllib.error
 
@@ -31,6 +30,7 @@ except ImportError as e:  # the optional extra is not installed
 
 from sam3_testing import FAKE_DETECTOR, REDUCED, load_reduced, official_layout  # noqa: E402
 from test_nodes import comfy, run  # noqa: E402,F401  (the fake ComfyUI fixture)
+from loader_options import use_small_models
 
 
 @pytest.fixture(autouse=True)
@@ -280,8 +280,6 @@ def test_cli_loads_sam3_by_file_and_name(official_pt, isolated_cache, monkeypatc
 
 
 def test_comfyui_loader_lists_and_loads_sam3(comfy, official_pt, monkeypatch):
-    from dataclasses import asdict
-
     from nodes import paths
     from nodes.loader import SAM2LongModelLoader
 
@@ -301,8 +299,8 @@ def test_comfyui_loader_lists_and_loads_sam3(comfy, official_pt, monkeypatch):
     assert SAM2LongModelLoader.validate_inputs(ckpt_name="sam3.pt") is True
     assert os.path.join(str(comfy.models), "sam3") in SAM2LongModelLoader.validate_inputs(ckpt_name="none.pt")
 
-    # SAM 2's image-size hook does not apply; tests get the reduced tracker from its own hook
-    monkeypatch.setenv("SAM2LONG_TEST_SAM3_CONFIG", json.dumps(asdict(REDUCED)))
+    # the reduced tracker's sizes, as the test settings give them to the loader
+    use_small_models(monkeypatch, sam3_sizes=REDUCED)
     (h,), _ = run(comfy, "SAM2LongModelLoader", ckpt_name="sam3.pt", device="cpu")
     assert h.loaded.variant == "sam3" and h.loaded.image_size == REDUCED.image_size
     assert h.patcher is not None and h.patcher.model.net is h.loaded.net

@@ -266,12 +266,13 @@ class VideoFrames:
                 if idx == b:
                     return
             if idx < b:
-                raise FrameError(
-                    f"video {str(self.path)!r} ended after {idx + 1} frames but {self._count} were "
-                    f"expected (frame {b} asked for): the file may be truncated; re-export it"
-                )
+                raise self._ended(idx + 1, b)
         finally:
             container.close()
+
+    def _ended(self, decoded: int, wanted: int) -> FrameError:
+        return FrameError(f"video {str(self.path)!r} ended after {decoded} frames but {self._count} were "
+                          f"expected (frame {wanted} asked for): the file may be truncated; re-export it")
 
     def _decode_counting(self, a, b):
         container, stream = self._open()
@@ -283,10 +284,7 @@ class VideoFrames:
                 yield idx, self._rgb(frame, idx)
                 if idx >= b:
                     return
-            raise FrameError(
-                f"video {str(self.path)!r} ended after {idx + 1} frames but {self._count} were "
-                f"expected (frame {b} asked for): the file may be truncated; re-export it"
-            )
+            raise self._ended(idx + 1, b)
         finally:
             container.close()
 

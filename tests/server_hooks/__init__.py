@@ -8,7 +8,7 @@ arrives, when every pack has been imported."""
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))  # tests/ (the pack is linked in)
 
 import loader_options  # noqa: E402
 from server import PromptServer  # noqa: E402

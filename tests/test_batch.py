@@ -21,7 +21,7 @@ import yaml
 from conftest import save_checkpoint, small_net, write_mp4
 from PIL import Image
 
-from sam2long import cli, jobs
+from sam2long.app import cli, jobs
 
 W, H, N = 64, 48, 5
 SIZE = 64
@@ -202,7 +202,7 @@ def test_record_replaces_a_planted_link_instead_of_writing_through_it(tmp_path):
 
 
 def test_failed_try_is_retried_then_reported(workdir, capsys, monkeypatch):
-    from sam2long import batch as batch_module
+    from sam2long.app import batch as batch_module
 
     real = cli.run_track
     tries = []
@@ -375,7 +375,7 @@ def test_output_over_what_the_job_reads_is_refused(copies, capsys, setup, shots,
 
 
 def test_force_replaces_only_what_sam2long_wrote(copies, capsys, monkeypatch):
-    from sam2long import batch as batch_module
+    from sam2long.app import batch as batch_module
 
     d = copies
     job = write_job(d, SHOTS[:1])
@@ -412,7 +412,7 @@ def test_force_replaces_only_what_sam2long_wrote(copies, capsys, monkeypatch):
 
 
 def test_only_our_temporary_folders_are_removed(copies, capsys):
-    from sam2long import batch as batch_module
+    from sam2long.app import batch as batch_module
 
     d = copies
     job = write_job(d, SHOTS[:1])
@@ -479,9 +479,9 @@ def test_in_process_run_does_not_import_ray(workdir, tmp_path):
     import sys
 
     job = write_job(workdir, shots=SHOTS[:1])
-    code = ("import sys; from sam2long import cli; rc = cli.main(['batch', sys.argv[1], '--quiet']); "
+    code = ("import sys; from sam2long.app import cli; rc = cli.main(['batch', sys.argv[1], '--quiet']); "
             "assert 'ray' not in sys.modules, 'ray imported'; sys.exit(rc)")
-    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).parents[2]), "OMP_NUM_THREADS": "1"}
     p = subprocess.run([sys.executable, "-c", code, str(job)], capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr
     assert "sh010" in p.stdout and "done" in p.stdout  # the table
@@ -495,7 +495,7 @@ def ray_cluster():
     """The local Ray that `sam2long batch --engine ray` starts, with 2 CPUs and a small store."""
     import importlib.util
 
-    from sam2long import batch as batch_module
+    from sam2long.app import batch as batch_module
 
     if importlib.util.find_spec("ray") is None:
         pytest.skip("Ray is not installed")

@@ -1,4 +1,4 @@
-"""The command line, run in-process through `sam2long.cli.main(argv)`.
+"""The command line, run in-process through `sam2long.app.cli.main(argv)`.
 
 A tiny synthetic clip and a random-weight SAM 2.1 tiny network at 128 px keep the
 end-to-end runs to a few seconds on a CPU. Random weights make arbitrary masks,
@@ -16,7 +16,7 @@ import torch
 from conftest import save_checkpoint, write_mp4
 from PIL import Image
 
-from sam2long import cli
+from sam2long.app import cli
 from sam2long.frames import open_frames
 
 W, H, N = 72, 56, 5

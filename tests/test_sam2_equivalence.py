@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from sam2long import cli
+from sam2long.app import cli
 from sam2long.frames import open_frames
 from sam2long.model import LoadedModel
 from sam2long.tree import TreeConfig

@@ -29,7 +29,8 @@ try:
 except ImportError as e:  # the optional extra is not installed
     pytest.skip(f"sam3 is not importable: {e}", allow_module_level=True)
 
-from sam2long import TensorFrames, Tracker, TreeConfig, cli, loading  # noqa: E402
+from sam2long import TensorFrames, Tracker, TreeConfig, loading  # noqa: E402
+from sam2long.app import cli  # noqa: E402
 from sam2long.frames import open_frames  # noqa: E402
 from sam2long.model import LoadedModel  # noqa: E402
 from sam2long.step import TreeStep  # noqa: E402

@@ -240,7 +240,8 @@ def test_downloaded_sam3_is_checked_and_cached(isolated_cache, tmp_path):
 
 
 def test_cli_loads_sam3_by_file_and_name(official_pt, isolated_cache, monkeypatch, capsys):
-    from sam2long import cli, loading
+    from sam2long import loading
+    from sam2long.app import cli
 
     seen = []
     real = loading.load_model

@@ -127,7 +127,7 @@ class ModelCache:
     def __call__(self, args):
         key = (args.checkpoint, args.device, args.precision, args.image_size)
         if key not in self.models:
-            from .loading import load_model
+            from ..loading import load_model
 
             self.models[key] = load_model(args.checkpoint, device=args.device, precision=args.precision,
                                           image_size=args.image_size, progress=False)
@@ -182,7 +182,7 @@ def new_partial(out: Path) -> Path:
     """A new, empty folder `OUTPUT.partial-XXXX` for one try: made by mkdtemp (random name,
     created exclusively), so a link planted at a predictable name is never written through;
     then given the mode an ordinary mkdir would (mkdtemp's is 0700, owner only)."""
-    from .writers import ordinary_mode
+    from ..writers import ordinary_mode
 
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f"{out.name}.partial-", dir=out.parent))

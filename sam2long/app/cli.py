@@ -2,7 +2,7 @@
 
     sam2long track VIDEO --checkpoint CKPT [prompts] --out DIR
     sam2long demo [--checkpoint CKPT] [--out DIR]
-    sam2long batch JOBS.yaml [--engine ray]    (many shots: see sam2long/batch.py)
+    sam2long batch JOBS.yaml [--engine ray]    (many shots: see sam2long/app/batch.py)
 
 Mattes are written as they are committed, each file to a temporary name first and
 then renamed into place, so an interrupted run leaves only complete files.
@@ -23,7 +23,7 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
-DEMO_VIDEO = Path(__file__).resolve().parent / "assets" / "demo.mp4"
+DEMO_VIDEO = Path(__file__).resolve().parents[1] / "assets" / "demo.mp4"
 # The girl in the blue dress on frame 0 of the demo clip (480x270): two clicks, top and skirt.
 DEMO_POINTS = [(197.0, 78.0), (200.0, 110.0)]
 DEMO_CHECKPOINT = "sam2.1_hiera_tiny"
@@ -166,7 +166,7 @@ def prompts_from_events(events, first_frame: int = 0):
     """The library's `PromptSet` from --frame/--object/--point/--box/--mask in command-line
     order; mask files are read here. Refuses what the syntax leaves ambiguous: a second
     box or mask for one object and frame, a mask together with clicks or a box."""
-    from .prompts import PromptSet, read_mask
+    from ..prompts import PromptSet, read_mask
 
     prompts = PromptSet()
     frame, obj = first_frame, 1  # before any --frame: the shot's first frame
@@ -254,8 +254,8 @@ class TrackJob:
 
 def validate_inputs(args) -> TrackJob:
     """Check everything the command line gives before a model is loaded or a file is written."""
-    from .frames import open_frames
-    from .writers import check_matte_format
+    from ..frames import open_frames
+    from ..writers import check_matte_format
 
     check_device(args.device)
     check_matte_format(args.format)
@@ -284,7 +284,7 @@ def validate_inputs(args) -> TrackJob:
 
 
 def _load_model(args):
-    from .loading import load_model
+    from ..loading import load_model
 
     kw = {}
     if args.image_size is not None:
@@ -295,7 +295,7 @@ def _load_model(args):
 
 def tree_config(args):
     """The memory tree the options ask for; `TreeConfig` holds the rules for their ranges."""
-    from .tree import TreeConfig
+    from ..tree import TreeConfig
 
     try:
         return TreeConfig(pathways=args.pathways, iou_threshold=args.iou_threshold, uncertainty=args.uncertainty)
@@ -304,8 +304,8 @@ def tree_config(args):
 
 
 def build_tracker(model, args, prompts):
-    from .family import family_of
-    from .tracker import Tracker
+    from ..family import family_of
+    from ..tracker import Tracker
 
     tree = family_of(model).plain_tree() if args.sam2 else tree_config(args)  # --sam2: the model's own tracker
     tracker = Tracker(model, tree=tree, max_lag=args.max_lag)
@@ -335,7 +335,7 @@ class _Outputs:
     preview are removed, so only complete files remain."""
 
     def __init__(self, job: TrackJob, preview: bool):
-        from .writers import MatteWriter
+        from ..writers import MatteWriter
 
         job.out.mkdir(parents=True, exist_ok=True)
         self.job = job
@@ -365,7 +365,7 @@ class _Outputs:
         return False
 
     def _new_preview(self):
-        from .writers import PreviewWriter
+        from ..writers import PreviewWriter
 
         src = self.job.source
         return PreviewWriter(self.preview_path, src.width, src.height, getattr(src, "fps", 24.0))
@@ -461,7 +461,7 @@ def run_track(args, *, model=None, stdout=None) -> int:
     """The `track` job: check inputs -> load the model -> build the tracker -> track and
     write masks -> preview -> summary. `model`: an already loaded `LoadedModel` to use
     instead of loading --checkpoint (one load for many shots). Returns the exit code."""
-    from .errors import FrameError, PromptError
+    from ..errors import FrameError, PromptError
 
     stdout = stdout or sys.stdout
     t0 = time.perf_counter()
@@ -513,8 +513,8 @@ def _add_common(p: argparse.ArgumentParser, checkpoint_default=None):
                         + (f" (default: {checkpoint_default})" if checkpoint_default else ""))
     p.add_argument("--out", required=checkpoint_default is None, default=None if checkpoint_default is None
                    else "sam2long_demo", metavar="DIR", help="output folder for the masks and preview.mp4")
-    from .options import PRECISIONS
-    from .tree import TreeConfig
+    from ..options import PRECISIONS
+    from ..tree import TreeConfig
 
     paper = TreeConfig()  # the defaults are the library's (the paper's)
     tree = p.add_argument_group("memory tree")
@@ -534,7 +534,7 @@ def _add_common(p: argparse.ArgumentParser, checkpoint_default=None):
     tree.add_argument("--max-lag", type=_max_lag, default=None, metavar="K",
                       help="force masks out at most K frames (K >= 1) behind tracking (bounded memory; an "
                            "approximation). Default: exact, masks come out when all pathways agree")
-    from .writers import MATTE_FORMATS
+    from ..writers import MATTE_FORMATS
 
     output = p.add_argument_group("mattes")
     output.add_argument("--format", default="png", choices=MATTE_FORMATS,
@@ -557,7 +557,7 @@ def _add_common(p: argparse.ArgumentParser, checkpoint_default=None):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     parser = _Parser(prog="sam2long", description="Track prompted objects through a shot with SAM 2 and "
                                                   "SAM2Long's memory tree; writes one matte per object per frame.")

@@ -34,7 +34,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, cli
+from .. import __version__
+from . import cli
 
 RECORD = "sam2long_job.json"
 
@@ -248,7 +249,7 @@ def _path(root: Path, value, key) -> Path:
 def _read_location(source: Path) -> Path:
     """What an input stands for on disk: a video file, or the folder of an image sequence
     (a folder, a pattern such as plate.####.exr, or one numbered file), as `open_frames` reads it."""
-    from .plates import IMAGE_EXTENSIONS, is_sequence_path
+    from ..plates import IMAGE_EXTENSIONS, is_sequence_path
 
     if is_sequence_path(source) or (source.is_file() and source.suffix.lower() in IMAGE_EXTENSIONS):
         return source.parent.resolve()
@@ -257,7 +258,7 @@ def _read_location(source: Path) -> Path:
 
 def _shot(index, entry, defaults, root, track, options):
     """(Shot, its parsed track arguments, [(resolved path, what) the shot reads])."""
-    from .plates import is_sequence_path
+    from ..plates import is_sequence_path
 
     for key in entry:
         if key not in options and key not in SHOT_KEYS:
@@ -311,9 +312,9 @@ def _shot(index, entry, defaults, root, track, options):
 
 def _checkpoint(root: Path, value, files: list) -> str:
     """A model name stays a name (cache or download); anything else is a file."""
-    from .catalog import variant_from_name
-    from .checkpoints import resolve_checkpoint
-    from .errors import CheckpointError
+    from ..catalog import variant_from_name
+    from ..checkpoints import resolve_checkpoint
+    from ..errors import CheckpointError
 
     if not isinstance(value, str) or not value:
         raise JobError("checkpoint: give a checkpoint file or a model name such as sam2.1_hiera_large")
@@ -393,7 +394,7 @@ def _check_with_track(args):
 def fingerprint(path) -> dict:
     """Size and modification time of a file, or of every file in a folder of frames or of
     a sequence named by a pattern."""
-    from .plates import find_sequence, is_sequence_path
+    from ..plates import find_sequence, is_sequence_path
 
     p = Path(path)
     if is_sequence_path(p):
@@ -431,6 +432,6 @@ def mark_in_progress(folder, worker: str) -> None:
 
 
 def _write(path: Path, text: str) -> None:
-    from .writers import write_text_file  # a temporary file renamed into place, never through a link
+    from ..writers import write_text_file  # a temporary file renamed into place, never through a link
 
     write_text_file(path, text)

@@ -567,8 +567,9 @@ def test_exr_plate_and_png_frames_give_the_same_mattes(tmp_path, tiny_model, mon
     numbered from 1001: the EXR decodes to the PNGs' bytes, so a random-weight model gives
     the same mattes, and the EXR run's mattes carry the plate's numbers."""
     from sam2long.app import cli
+    from sam2long.app import run as app_run
 
-    monkeypatch.setattr(cli, "_load_model", lambda args: tiny_model)
+    monkeypatch.setattr(app_run, "load_model_for", lambda settings, progress=False: tiny_model)
     pngs, exrs = tmp_path / "pngs", tmp_path / "exrs"
     pngs.mkdir(), exrs.mkdir()
     clip = [srgb_image(i, 72, 56) for i in range(5)]

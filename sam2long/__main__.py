@@ -1,8 +1,8 @@
-"""`python -m sam2long ...` runs the command line (see sam2long/cli.py)."""
+"""`python -m sam2long ...` runs the command line (see sam2long/app/cli.py)."""
 
 import sys
 
-from sam2long.cli import main
+from sam2long.app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,7 +21,8 @@ import yaml
 from conftest import save_checkpoint, small_net, write_mp4
 from PIL import Image
 
-from sam2long import cli, jobs
+from sam2long.app import cli, jobs, ray_engine, shot_runner
+from sam2long.app.run import ModelSettings, OutputSettings, Prompt, Source, TrackJob
 
 W, H, N = 64, 48, 5
 SIZE = 64
@@ -150,7 +151,7 @@ def test_in_process_matches_track_skips_and_force(workdir, reference, capsys, mo
     done = {e["shot"]: e for e in events if e.get("event") == "done"}
     assert done["sh010"]["frames"] == N and done["sh030"]["frames"] == 4  # reverse from frame 3
     record = jobs.read_record(workdir / "out/sh020")
-    assert record["key"]["argv"][0] == str(workdir / "b") and record["result"]["frames"] == N
+    assert record["key"]["job"]["source"]["path"] == str(workdir / "b") and record["result"]["frames"] == N
     assert "shot" in err and "sh030" in err  # the table (on stderr with --json)
 
     stamp = {s["name"]: (workdir / s["output"] / jobs.RECORD).stat().st_mtime_ns for s in SHOTS}
@@ -194,7 +195,8 @@ def test_record_replaces_a_planted_link_instead_of_writing_through_it(tmp_path):
     folder = tmp_path / "out"
     folder.mkdir()
     (folder / jobs.RECORD).symlink_to(victim)
-    shot = jobs.Shot(index=0, name="sh010", output=str(folder), argv=[], key={"argv": []})
+    job = TrackJob(Source("v.mp4"), (), ModelSettings("ckpt"), OutputSettings(str(folder)))
+    shot = jobs.BatchShot(index=0, name="sh010", job=job, key={"argv": []})
     jobs.write_record(folder, shot, {"frames": 5})
     assert victim.read_text() == "precious" and not (folder / jobs.RECORD).is_symlink()
     assert jobs.read_record(folder) == {"key": {"argv": []}, "result": {"frames": 5}}
@@ -202,19 +204,17 @@ def test_record_replaces_a_planted_link_instead_of_writing_through_it(tmp_path):
 
 
 def test_failed_try_is_retried_then_reported(workdir, capsys, monkeypatch):
-    from sam2long import batch as batch_module
-
-    real = cli.run_track
+    real = shot_runner.run
     tries = []
 
-    def flaky(args, **kw):
-        tries.append(args.video)
-        if args.video.endswith("c.mp4"):
-            (Path(args.out) / "1").mkdir(parents=True)  # something half-written, then a crash
+    def flaky(job, **kw):  # a job checked by the shot runner, writing to its temporary folder
+        tries.append(job.job.source.path)
+        if job.job.source.path.endswith("c.mp4"):
+            (job.out / "1").mkdir(parents=True)  # something half-written, then a crash
             raise RuntimeError("GPU fell off the bus")
-        return real(args, **kw)
+        return real(job, **kw)
 
-    monkeypatch.setattr(batch_module.cli, "run_track", flaky)
+    monkeypatch.setattr(shot_runner, "run", flaky)
     job = write_job(workdir)
     rc, events, err = batch([job, "--json", "--retries", "2"], capsys)
     assert rc == 1
@@ -224,7 +224,7 @@ def test_failed_try_is_retried_then_reported(workdir, capsys, monkeypatch):
     assert "GPU fell off the bus" in err and "failed" in err
     assert not (workdir / "out/sh030").exists() and leftovers(workdir) == []
     # the next run does only what is left
-    monkeypatch.setattr(batch_module.cli, "run_track", real)
+    monkeypatch.setattr(shot_runner, "run", real)
     rc, events, _ = batch([job, "--json"], capsys)
     assert rc == 0 and kinds(events) == [("sh010", "skipped"), ("sh020", "skipped"), ("sh030", "done")]
 
@@ -375,8 +375,6 @@ def test_output_over_what_the_job_reads_is_refused(copies, capsys, setup, shots,
 
 
 def test_force_replaces_only_what_sam2long_wrote(copies, capsys, monkeypatch):
-    from sam2long import batch as batch_module
-
     d = copies
     job = write_job(d, SHOTS[:1])
     (d / "out/sh010").mkdir(parents=True)
@@ -389,13 +387,13 @@ def test_force_replaces_only_what_sam2long_wrote(copies, capsys, monkeypatch):
 
     # a folder that appears at the output while the shot runs is kept too: the shot fails
     (d / "out/sh010/notes.txt").unlink()
-    real = cli.run_track
+    real = shot_runner.run
 
-    def someone_writes_there(args, **kw):
+    def someone_writes_there(job, **kw):
         (d / "out/sh010/notes.txt").write_text("mine")
-        return real(args, **kw)
+        return real(job, **kw)
 
-    monkeypatch.setattr(batch_module.cli, "run_track", someone_writes_there)
+    monkeypatch.setattr(shot_runner, "run", someone_writes_there)
     rc, events, err = batch([job, "--force", "--json"], capsys)
     assert rc == 1 and kinds(events) == [("sh010", "failed")]  # not retried: it would fail again
     assert "not written by sam2long" in err and "move it away" in err
@@ -403,7 +401,7 @@ def test_force_replaces_only_what_sam2long_wrote(copies, capsys, monkeypatch):
 
     # our own output: --force redoes it
     (d / "out/sh010/notes.txt").unlink()
-    monkeypatch.setattr(batch_module.cli, "run_track", real)
+    monkeypatch.setattr(shot_runner, "run", real)
     assert batch([job], capsys)[0] == 0
     stamp = (d / "out/sh010" / jobs.RECORD).stat().st_mtime_ns
     rc, events, _ = batch([job, "--force", "--json"], capsys)
@@ -412,8 +410,6 @@ def test_force_replaces_only_what_sam2long_wrote(copies, capsys, monkeypatch):
 
 
 def test_only_our_temporary_folders_are_removed(copies, capsys):
-    from sam2long import batch as batch_module
-
     d = copies
     job = write_job(d, SHOTS[:1])
     out = d / "out"
@@ -432,7 +428,7 @@ def test_only_our_temporary_folders_are_removed(copies, capsys):
     (out / "sh010.partial-99/1").mkdir(parents=True)
     jobs.mark_in_progress(out / "sh010.partial-99", "host:99")
     (out / "sh010.partial-98").mkdir()  # one stopped before it was marked: empty
-    batch_module.remove_partials(out / "sh010")
+    shot_runner.remove_partials(out / "sh010")
     assert theirs() == before
     (out / "sh010.partial-97").mkdir()
     jobs.mark_in_progress(out / "sh010.partial-97", "host:97")
@@ -452,12 +448,88 @@ def test_input_as_a_pattern(copies, capsys):
     assert rc == 2 and "input" in err and "shot.####.png" in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_job_file_is_read_into_typed_jobs_without_argv(workdir, monkeypatch):
+    import argparse
+    import ast
+
+    tree = ast.parse(Path(jobs.__file__).read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert "argparse" not in imported and "cli" not in imported
+
+    def no_parser(*args, **kw):
+        raise AssertionError("a job file was read through argparse")
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", no_parser)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", no_parser)
+    shots = jobs.load_job(write_job(workdir))
+    assert [type(s.job) for s in shots] == [TrackJob] * 3
+    assert all(set(s.key) == {"sam2long", "job", "files"} for s in shots)  # no argv in the record either
+    sh020, sh030 = shots[1].job, shots[2].job
+    assert sh030.direction == "backward" and sh030.tree.plain_tracker
+    assert sh030.prompts == (Prompt(3, 3, "point", (30.0, 18.0, 1)),)
+    # a prompt without a frame is on the shot's first frame, and goes first (as on the command line)
+    assert sh020.prompts == (Prompt(2, None, "mask", str(workdir / "b_obj2.png")),
+                             Prompt(1, 1002, "box", (8.0, 8.0, 30.0, 28.0)))
+    assert sh020.tree.pathways == 2 and not sh020.output.preview and sh020.output.folder == str(workdir / "out/sh020")
+
+
+# A value other than the default for each track option: (in a job file, on the command line).
+OPTION_EXAMPLES = {
+    "start": (1002, "1002"), "end": (1004, "1004"), "reverse": (True, None), "both": (True, None),
+    "colorspace": ("ACEScg", "ACEScg"), "ocio": ("ocio://default", "ocio://default"),
+    "checkpoint": ("sam2.1_hiera_small", "sam2.1_hiera_small"), "pathways": (2, "2"),
+    "iou-threshold": (0.5, "0.5"), "uncertainty": (1.5, "1.5"), "no-tree": (True, None), "max-lag": (4, "4"),
+    "format": ("exr", "exr"), "soft": (True, None), "device": ("cuda", "cuda"), "precision": ("fp16", "fp16"),
+    "no-preview": (True, None), "image-size": (512, "512"),
+}
+
+
+def _fields(job) -> dict:
+    """The job's settings as {"tree.pathways": 3, ...}."""
+    from dataclasses import asdict
+
+    flat = {}
+    for name, value in asdict(job).items():
+        for sub, v in (value.items() if isinstance(value, dict) else [(None, value)]):
+            flat[name if sub is None else f"{name}.{sub}"] = v
+    return flat
+
+
+def _changed(base, job) -> dict:
+    a, b = _fields(base), _fields(job)
+    return {k: b[k] for k in b if a[k] != b[k]}
+
+
+def test_job_file_takes_every_track_option_as_the_command_line_does(workdir):
+    from sam2long.app.track_options import TRACK_OPTIONS
+
+    assert set(OPTION_EXAMPLES) == {o.name for o in TRACK_OPTIONS}  # a new option needs an example here
+    shot = {"input": "b", "output": "out/x", "prompts": [{"frame": 1003, "point": [15, 18]}]}
+    prompt = ["--frame", "1003", "--point", "15,18"]
+
+    def from_file(**options):
+        return jobs.load_job(write_job(workdir, [{**shot, **options}], name="job.json"))[0].job
+
+    def from_command_line(*extra):
+        args = cli.build_parser().parse_args(["track", "b", "--checkpoint", "c", "--out", "o", *prompt, *extra])
+        return cli.job_from_args(args)
+
+    file_base, cli_base = from_file(), from_command_line()
+    for option in TRACK_OPTIONS:
+        value, text = OPTION_EXAMPLES[option.name]
+        by_cli = _changed(cli_base, from_command_line(f"--{option.name}", *([] if text is None else [text])))
+        assert by_cli, option.name  # the example is not the default
+        for key in {option.name, option.name.replace("-", "_"), *option.aliases}:
+            assert _changed(file_base, from_file(**{key: value})) == by_cli, key
+
+
 def test_option_aliases_are_shot_keys(workdir):
-    # `no-tree` / `no_tree` is --sam2's alias: the same track arguments as `sam2: true`
+    # `no-tree` / `no_tree` / `sam2` name one switch: the same job as `sam2: true`
     shots = [{k: v for k, v in SHOTS[2].items() if k != "sam2"} | {key: True, "output": f"out/{i}"}
              for i, key in enumerate(["no-tree", "no_tree", "sam2"])]
-    got = [vars(s.track_args("o")) for s in jobs.load_job(write_job(workdir, shots))]
-    assert got[0]["sam2"] and got[0] == got[1] == got[2]
+    got = [s.job.writing_to("o") for s in jobs.load_job(write_job(workdir, shots))]
+    assert got[0].tree.plain_tracker and got[0] == got[1] == got[2]
 
 
 def test_engine_options_refused_clearly(workdir, capsys, monkeypatch):
@@ -479,9 +551,9 @@ def test_in_process_run_does_not_import_ray(workdir, tmp_path):
     import sys
 
     job = write_job(workdir, shots=SHOTS[:1])
-    code = ("import sys; from sam2long import cli; rc = cli.main(['batch', sys.argv[1], '--quiet']); "
+    code = ("import sys; from sam2long.app import cli; rc = cli.main(['batch', sys.argv[1], '--quiet']); "
             "assert 'ray' not in sys.modules, 'ray imported'; sys.exit(rc)")
-    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).parents[2]), "OMP_NUM_THREADS": "1"}
     p = subprocess.run([sys.executable, "-c", code, str(job)], capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr
     assert "sh010" in p.stdout and "done" in p.stdout  # the table
@@ -495,12 +567,10 @@ def ray_cluster():
     """The local Ray that `sam2long batch --engine ray` starts, with 2 CPUs and a small store."""
     import importlib.util
 
-    from sam2long import batch as batch_module
-
     if importlib.util.find_spec("ray") is None:
         pytest.skip("Ray is not installed")
-    ray = batch_module.import_ray(local=True)
-    context = batch_module.start_local_ray(ray, num_cpus=2, object_store_memory=80 * 2**20, logging_level="ERROR")
+    ray = ray_engine.import_ray(local=True)
+    context = ray_engine.start_local_ray(ray, num_cpus=2, object_store_memory=80 * 2**20, logging_level="ERROR")
     yield ray, context
     ray.shutdown()
 

@@ -1,4 +1,4 @@
-"""The command line, run in-process through `sam2long.cli.main(argv)`.
+"""The command line, run in-process through `sam2long.app.cli.main(argv)`.
 
 A tiny synthetic clip and a random-weight SAM 2.1 tiny network at 128 px keep the
 end-to-end runs to a few seconds on a CPU. Random weights make arbitrary masks,
@@ -16,7 +16,8 @@ import torch
 from conftest import save_checkpoint, write_mp4
 from PIL import Image
 
-from sam2long import cli
+from sam2long.app import cli, outputs
+from sam2long.app import run as app_run
 from sam2long.media.frames import open_frames
 
 W, H, N = 72, 56, 5
@@ -67,11 +68,11 @@ def in_memory_model(net, monkeypatch):
 
     calls = []
 
-    def load(args):
-        calls.append(args.checkpoint)
+    def load(settings, progress=False):
+        calls.append(settings.checkpoint)
         return LoadedModel.from_net(net, "sam2.1_hiera_tiny", device="cpu")
 
-    monkeypatch.setattr(cli, "_load_model", load)
+    monkeypatch.setattr(app_run, "load_model_for", load)
     return calls
 
 
@@ -257,7 +258,7 @@ def test_tree_off_is_the_models_own_tracker(net, switch, capsys):
 
     args = cli.build_parser().parse_args(["track", "v.mp4", "--checkpoint", "x", "--out", "o", switch])
     model = LoadedModel.from_net(net, "sam2.1_hiera_tiny", device="cpu")
-    assert cli.build_tracker(model, args, PromptSet()).tree == TreeConfig.sam2()
+    assert app_run.build_tracker(model, cli.job_from_args(args).tree, PromptSet()).tree == TreeConfig.sam2()
     rc, out, _ = run(["track", "--help"], capsys)
     flat = " ".join(out.split())
     assert "--sam2, --no-tree" in flat
@@ -285,7 +286,7 @@ def test_run_track_with_a_loaded_model(net, clip, tmp_path, capsys):
     out = tmp_path / "out"
     args = cli.build_parser().parse_args(["track", str(clip), "--checkpoint", str(tmp_path / "absent.pt"),
                                           "--out", str(out), "--quiet", "--no-preview", "--point", "20,25"])
-    assert cli.run_track(args, model=model) == 0, capsys.readouterr().err
+    assert cli.track_command(args, model=model) == 0, capsys.readouterr().err
     assert pngs(out) == [f"1/{f:05d}.png" for f in range(N)]
 
 
@@ -413,7 +414,7 @@ def test_interrupt_from_progress_step(clip, tmp_path, capsys, in_memory_model, m
         def close(self):
             pass
 
-    monkeypatch.setattr(cli, "_bar", lambda total, quiet: Bar())
+    monkeypatch.setattr(outputs, "progress_bar", lambda total, quiet: Bar())
     out = tmp_path / "out"
     rc, _, err = run(["track", clip, "--checkpoint", "random", "--out", out, "--point", "20,25", "--both"], capsys)
     assert rc == 130 and "interrupted" in err
@@ -421,3 +422,26 @@ def test_interrupt_from_progress_step(clip, tmp_path, capsys, in_memory_model, m
     for name in pngs(out):
         Image.open(out / name).load()
     assert not (out / "preview.mp4").exists()
+
+
+def test_app_modules_form_no_import_loop_and_stay_small():
+    """The app's modules import each other one way only (no module imported, even inside a
+    function, by a module it imports), and none is over 450 lines."""
+    import ast
+
+    folder = Path(cli.__file__).parent
+    imports = {}
+    for path in folder.glob("*.py"):
+        text = path.read_text()
+        assert len(text.splitlines()) <= 450, path.name
+        found = set()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:  # from .x import ... / from . import x
+                found |= {node.module} if node.module else {a.name for a in node.names}
+        imports[path.stem] = found & {p.stem for p in folder.glob("*.py")}
+    assert imports["batch"] and imports["cli"]  # the walk sees imports at all
+
+    def reaches(start, goal, seen=()):
+        return any(m == goal or (m not in seen and reaches(m, goal, (*seen, m))) for m in imports[start])
+
+    assert [m for m in imports if reaches(m, m)] == []

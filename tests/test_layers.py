@@ -17,17 +17,14 @@ import pytest
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "sam2long"
 MAX_LINES = 450
 
-# Modules still at the package's top level, by the layer they belong to (media/ and
-# app/ are the folders they are to move into); modules in a folder take its name.
+# Modules at the package's top level, by the layer they belong to; modules in a folder
+# (engine/, models/, media/, app/) take its name.
 TOP_LEVEL = {
     "sam2long": "shared",
     "sam2long.prompts": "shared",
     "sam2long.errors": "shared",
     "sam2long.options": "shared",
     "sam2long.limits": "shared",  # frame-size limits: frames, plates and mask prompts
-    "sam2long.cli": "app",
-    "sam2long.jobs": "app",
-    "sam2long.batch": "app",
     "sam2long.__main__": "app",
 }
 FOLDERS = ("engine", "models", "media", "app")
@@ -39,7 +36,6 @@ MAY_IMPORT = {
     "app": {"app", "engine", "models", "media", "shared"},
 }
 FRONT_END = ("nodes", "comfy", "comfy_api", "comfy_extras", "folder_paths")
-SPLIT_LATER = {"sam2long/cli.py", "sam2long/batch.py"}  # over the size limit until the app is split
 
 
 # --------------------------------------------------------------------------- reading the imports
@@ -155,12 +151,6 @@ def test_no_import_runs_up_a_layer():
 
 
 def test_no_import_cycle():
-    app_only = [g for g in cycles(GRAPH) if all(layer_of(m) == "app" for m in g)]
-    assert [g for g in cycles(GRAPH) if g not in app_only] == []
-
-
-@pytest.mark.xfail(strict=False, reason="cli -> batch -> jobs -> cli: untangled when the app gets one run path")
-def test_no_import_cycle_in_the_app():
     assert cycles(GRAPH) == []
 
 
@@ -191,10 +181,7 @@ def test_folder_packages_import_nothing_themselves():
 
 @pytest.mark.parametrize(
     "path",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(strict=False, reason="split with the app")) if p in SPLIT_LATER else p
-        for p in sorted(str(f.relative_to(PACKAGE_DIR.parent)) for f in modules(PACKAGE_DIR).values())
-    ],
+    sorted(str(f.relative_to(PACKAGE_DIR.parent)) for f in modules(PACKAGE_DIR).values()),
 )
 def test_no_module_is_over_the_size_limit(path):
     lines = len((PACKAGE_DIR.parent / path).read_text().splitlines())

@@ -567,9 +567,10 @@ def test_exr_plate_and_png_frames_give_the_same_mattes(tmp_path, tiny_model, mon
     """The same 5 frames as 8-bit PNGs (shot.0..4) and as a scene-linear half EXR plate
     numbered from 1001: the EXR decodes to the PNGs' bytes, so a random-weight model gives
     the same mattes, and the EXR run's mattes carry the plate's numbers."""
-    from sam2long import cli
+    from sam2long.app import cli
+    from sam2long.app import run as app_run
 
-    monkeypatch.setattr(cli, "_load_model", lambda args: tiny_model)
+    monkeypatch.setattr(app_run, "load_model_for", lambda settings, progress=False: tiny_model)
     pngs, exrs = tmp_path / "pngs", tmp_path / "exrs"
     pngs.mkdir(), exrs.mkdir()
     clip = [srgb_image(i, 72, 56) for i in range(5)]
@@ -612,7 +613,7 @@ def test_exr_plate_and_png_frames_give_the_same_mattes(tmp_path, tiny_model, mon
 
 
 def test_cli_plate_errors_before_writing(tmp_path, capsys, monkeypatch):
-    from sam2long import cli
+    from sam2long.app import cli
 
     for n in range(1001, 1004):
         write_image(tmp_path / f"plate.{n}.exr", np.zeros((H, W, 3), np.float32), "half")

@@ -16,10 +16,11 @@ import torch
 from PIL import Image
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from sam2long import cli
-from sam2long.engine.tree import TreeConfig
+from sam2long.app import cli
+from sam2long.app import run as app_run
 from sam2long.media.frames import open_frames
 from sam2long.models.model import LoadedModel
+from sam2long.engine.tree import TreeConfig
 
 from conftest import MEDIA, moving_square_clip, small_net
 from equivalence import assert_same
@@ -117,7 +118,7 @@ def test_tree_off_equals_sam2_predictor_on_real_frames(tmp_path):
 def test_cli_sam2_masks_equal_sam2_predictor(clip_folder, tmp_path, monkeypatch):
     # The command line on the same folder (`--sam2`): the mask PNGs are SAM 2's masks.
     model, ref = reference_run("sam2.1_hiera_tiny", clip_folder, [("points", 0, 1, ([(30, 20)], [1]))])
-    monkeypatch.setattr(cli, "_load_model", lambda args: model)
+    monkeypatch.setattr(app_run, "load_model_for", lambda settings, progress=False: model)
     out = tmp_path / "out"
     with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
         rc = cli.main(["track", str(clip_folder), "--checkpoint", "x", "--out", str(out), "--sam2",

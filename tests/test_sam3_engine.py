@@ -29,11 +29,12 @@ try:
 except ImportError as e:  # the optional extra is not installed
     pytest.skip(f"sam3 is not importable: {e}", allow_module_level=True)
 
-from sam2long import TensorFrames, Tracker, TreeConfig, cli  # noqa: E402
-from sam2long.engine.step import TreeStep  # noqa: E402
-from sam2long.media.frames import open_frames  # noqa: E402
+from sam2long import TensorFrames, Tracker, TreeConfig  # noqa: E402
 from sam2long.models import loading  # noqa: E402
+from sam2long.app import cli  # noqa: E402
+from sam2long.media.frames import open_frames  # noqa: E402
 from sam2long.models.model import LoadedModel  # noqa: E402
+from sam2long.engine.step import TreeStep  # noqa: E402
 
 from conftest import moving_square_clip, write_mp4  # noqa: E402
 from sam3_testing import REDUCED, load_reduced, official_layout  # noqa: E402

@@ -253,8 +253,9 @@ def test_downloaded_sam3_is_checked_and_cached(isolated_cache, tmp_path):
 
 
 def test_cli_loads_sam3_by_file_and_name(official_pt, isolated_cache, monkeypatch, capsys):
-    from sam2long import cli
     from sam2long.models import loading
+    from sam2long.app import cli
+    from sam2long.app.run import load_model_for
 
     seen = []
 
@@ -268,7 +269,7 @@ def test_cli_loads_sam3_by_file_and_name(official_pt, isolated_cache, monkeypatc
     (isolated_cache / "sam3.pt").write_bytes(official_pt.read_bytes())
     for ckpt in (str(official_pt), "sam3"):
         args = parser.parse_args(["track", "clip.mp4", "--checkpoint", ckpt, "--out", "o", "--device", "cpu"])
-        assert cli._load_model(args).variant == "sam3"
+        assert load_model_for(cli.job_from_args(args).model).variant == "sam3"
     assert [a[0][0] for a in seen] == [str(official_pt), "sam3"] and all("image_size" not in a[1] for a in seen)
     with pytest.raises(SystemExit):
         parser.parse_args(["track", "--help"])

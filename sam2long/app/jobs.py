@@ -1,24 +1,13 @@
-"""Job files for `sam2long batch`: many shots, each one a `sam2long track` run.
+"""Job files for `sam2long batch`: many shots, each one a typed `TrackJob`.
 
-A job file (YAML, or JSON) has `defaults` that every shot may override and a list
-of `shots`:
-
-    defaults: {checkpoint: sam2.1_hiera_large, pathways: 3}
-    shots:
-      - input: shots/sh010/plate.mp4
-        output: mattes/sh010
-        prompts:
-          - {object: 1, frame: 0, point: [410, 220]}
-          - {object: 1, frame: 0, point: [500, 300], label: 0}
-          - {object: 2, frame: 40, box: [350, 120, 500, 400]}
-
-A shot becomes the argv of `sam2long track` (`pathways: 3` -> `--pathways 3`,
-`reverse: true` -> `--reverse`, each prompt -> `--object O --frame F --point X,Y,L`),
-parsed by the track command's own parser and checked by its own code, so every track
-option works here with the same name and meaning. Relative paths are relative to the
-job file. Each finished output holds `sam2long_job.json`, the record of what made it
-(the argv and the size and modification time of every input file), so a rerun can
-skip shots whose record still matches.
+A job file (YAML, or JSON) has `defaults` that every shot may override and a list of
+`shots`, each with its input, output and prompts (the example: `help.JOB_FILE_EXAMPLE`, shown
+by `sam2long batch --help`). Every key besides those is a track option, read with the same
+checker as on the command line (`track_options.TRACK_OPTIONS`), and each shot is checked by
+`run.check` as `sam2long track` checks its arguments. Relative paths are relative to the job
+file. Each finished output holds `sam2long_job.json`, the record of what made it (the job and
+the size and modification time of every input file), so a rerun can skip shots whose record
+still matches.
 
 Batch never destroys what it did not write: a job whose output is, holds or lies inside
 an input, a mask file, the checkpoint, the job file or another shot's output is refused
@@ -27,80 +16,47 @@ an input, a mask file, the checkpoint, the job file or another shot's output is 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import __version__, cli
+from .. import __version__
+from . import values
+from .run import BAD_INPUT, BadInput, Prompt, TrackJob, check
+from .track_options import option_keys, track_job
 
 RECORD = "sam2long_job.json"
 
 SHOT_KEYS = ("name", "input", "output", "prompts")
 PROMPT_KINDS = ("point", "box", "mask")
 PROMPT_KEYS = ("object", "frame", "label", *PROMPT_KINDS)
-# Track options a shot cannot set: `output` and `prompts` say these, and the batch
-# command owns the progress display and stdout.
+# The command line's own options, which a shot does not set: `output` and `prompts` say
+# these, and the batch command owns the progress display and stdout.
 _NOT_SHOT_OPTIONS = {"help", "out", "json", "quiet", "object", "frame", *PROMPT_KINDS}
-# Enough for the track parser to accept one option or prompt on its own.
-_PARSE_BASE = ["VIDEO", "--out", "OUT", "--checkpoint", "CKPT"]
 
 
-class JobError(Exception):
+class JobError(BadInput):
     """A job file problem: one line naming the file, the shot, the key and the fix."""
 
 
-@dataclass
-class Shot:
+@dataclass(frozen=True)
+class BatchShot:
     index: int  # position in the job file, from 0
     name: str
-    output: str  # absolute path of the output folder
-    argv: list[str]  # `sam2long track` arguments, --out being `output`
+    job: TrackJob  # its output folder is the shot's output, an absolute path
     key: dict  # what made the output: equal keys, equal outputs (see `is_done`)
 
-    def track_args(self, out: str) -> argparse.Namespace:
-        """The parsed track arguments, writing to `out`, quiet, frames as JSON lines."""
-        args = _track_parser().parse_args([*self.argv, "--quiet", "--json"])
-        args.out = out
-        return args
-
-
-class _ParseError(Exception):
-    pass
-
-
-def _track_parser() -> argparse.ArgumentParser:
-    """The `sam2long track` parser, raising `_ParseError` instead of exiting."""
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    track = sub.choices["track"]
-
-    def error(message):
-        raise _ParseError(message)
-
-    track.error = error
-    return track
-
-
-def track_options(track: argparse.ArgumentParser) -> dict[str, argparse.Action]:
-    """Shot keys that are track options: `iou-threshold` and `iou_threshold` alike, and
-    every alias (`sam2` and `no-tree`)."""
-    options = {}
-    for action in track._actions:
-        if action.dest in _NOT_SHOT_OPTIONS:
-            continue
-        for flag in action.option_strings:
-            if flag.startswith("--"):
-                options[flag[2:]] = options[flag[2:].replace("-", "_")] = action
-    return options
+    @property
+    def output(self) -> str:
+        return self.job.output.folder
 
 
 # --- reading and checking a job file ----------------------------------------------------
 
 
-def load_job(path) -> list[Shot]:
+def load_job(path) -> list[BatchShot]:
     """Read and check the whole job file; raises `JobError` before anything is written.
 
     Refused, whatever the options: an output that is, holds or lies inside anything the
@@ -110,8 +66,7 @@ def load_job(path) -> list[Shot]:
     path = Path(path).expanduser()
     job = _read(path)
     root = path.resolve().parent
-    track = _track_parser()
-    options = track_options(track)
+    options = option_keys()
 
     def fail(where, message):
         raise JobError(f"{path}: {where}: {message}")
@@ -128,24 +83,23 @@ def load_job(path) -> list[Shot]:
         if key not in options:
             fail(f"defaults.{key}", _unknown(key, options, shot_key=key in SHOT_KEYS))
 
-    shots, labels, track_args, reads = [], [], [], [(path.resolve(), "the job file")]
+    shots, labels, reads = [], [], [(path.resolve(), "the job file")]
     for i, entry in enumerate(job["shots"]):
         if not isinstance(entry, dict):
             fail(f"shot {i + 1}", "give a mapping with input, output and prompts")
         labels.append(f"shot {i + 1} ({entry.get('name') or entry.get('output') or 'no output'})")
         try:
-            shot, args, shot_reads = _shot(i, entry, defaults, root, track, options)
+            shot, shot_reads = _shot(i, entry, defaults, root, options)
         except JobError as e:
             fail(labels[i], str(e))
         shots.append(shot)
-        track_args.append(args)
         reads += [(p, f"{what} of shot {i + 1}") for p, what in shot_reads]
     # Where outputs go first: the track checks below would only say "--out is a file".
     for i, problem in _check_outputs(shots, reads):
         fail(labels[i], problem)
-    for shot, args, label in zip(shots, track_args, labels):
+    for shot, label in zip(shots, labels):
         try:
-            _check_with_track(args)
+            _check_with_track(shot.job)
             _check_not_foreign(Path(shot.output))
         except JobError as e:
             fail(label, str(e))
@@ -163,7 +117,7 @@ def _overlap(a: Path, b: Path) -> str | None:
     return None
 
 
-def _check_outputs(shots: list[Shot], reads: list[tuple[Path, str]]):
+def _check_outputs(shots: list[BatchShot], reads: list[tuple[Path, str]]):
     """(shot index, message) for each output that meets something the job reads or another
     output: writing there, or replacing it with --force, would destroy what we did not write."""
     fix = "give every shot its own output folder, apart from the inputs, mask files, checkpoint and job file"
@@ -232,11 +186,11 @@ def _unknown(key, options, shot_key=False) -> str:
     return f"unknown key {key!r}: a shot takes {', '.join(known)}"
 
 
-def _check_parse(track, argv, key):
+def _checked(where: str, check, value):
     try:
-        track.parse_args([*_PARSE_BASE, *argv])
-    except _ParseError as e:
-        raise JobError(f"{key}: {e}") from None
+        return check(value)
+    except values.BadValue as e:
+        raise JobError(f"{where}: {e}") from None
 
 
 def _path(root: Path, value, key) -> Path:
@@ -248,16 +202,16 @@ def _path(root: Path, value, key) -> Path:
 def _read_location(source: Path) -> Path:
     """What an input stands for on disk: a video file, or the folder of an image sequence
     (a folder, a pattern such as plate.####.exr, or one numbered file), as `open_frames` reads it."""
-    from .media.plates import IMAGE_EXTENSIONS, is_sequence_path
+    from ..media.plates import IMAGE_EXTENSIONS, is_sequence_path
 
     if is_sequence_path(source) or (source.is_file() and source.suffix.lower() in IMAGE_EXTENSIONS):
         return source.parent.resolve()
     return source.resolve()
 
 
-def _shot(index, entry, defaults, root, track, options):
-    """(Shot, its parsed track arguments, [(resolved path, what) the shot reads])."""
-    from .media.plates import is_sequence_path
+def _shot(index, entry, defaults, root, options):
+    """(BatchShot, [(resolved path, what) the shot reads])."""
+    from ..media.plates import is_sequence_path
 
     for key in entry:
         if key not in options and key not in SHOT_KEYS:
@@ -269,51 +223,44 @@ def _shot(index, entry, defaults, root, track, options):
     if not (source.exists() or is_sequence_path(source)):  # a pattern's files: checked by the track checks
         raise JobError(f"input: {source} does not exist (relative paths are relative to the job file)")
     output = _path(root, entry["output"], "output").resolve()
-    files = [source]
+    files = [(source, "the input")]  # fingerprinted for the record
 
-    argv = [str(source), "--out", str(output)]
-    for key, value in {**defaults, **{k: v for k, v in entry.items() if k not in SHOT_KEYS}}.items():
-        action = options[key]
-        if action.dest == "checkpoint":
-            value = _checkpoint(root, value, files)
-        piece = _option_argv(action, value, key)
-        _check_parse(track, piece, key)
-        argv += piece
+    given = {}  # by option key: the defaults, then the shot's own (null: the option's default)
+    for key, value in [*defaults.items(), *((k, v) for k, v in entry.items() if k not in SHOT_KEYS)]:
+        option = options[key]
+        if value is None and option.check is not None:  # a switch is true or false, never null
+            given.pop(option.key, None)
+        elif option.name == "checkpoint":
+            given[option.key] = _checkpoint(root, value, files)
+        else:
+            given[option.key] = _checked(key, option.read, value)
 
     prompts = entry["prompts"]
     if not isinstance(prompts, list) or not prompts:
         raise JobError("prompts: give a list such as [{object: 1, frame: 0, point: [410, 220]}]")
-    # As on the command line, a prompt without `frame` is on the shot's first frame (0 for
-    # a video, e.g. 1001 for a plate): those go before the first --frame.
+    # A prompt without `frame` is on the shot's first frame (0 for a video, e.g. 1001 for a
+    # plate); as on the command line, those come before the ones with a frame.
     order = sorted(range(len(prompts)), key=lambda i: isinstance(prompts[i], dict) and "frame" in prompts[i])
-    for i in order:
-        prompt = prompts[i]
-        piece = _prompt_argv(prompt, root, f"prompts[{i}]", files)
-        _check_parse(track, piece, f"prompts[{i}]")
-        argv += piece
+    prompts = [_prompt(prompts[i], root, f"prompts[{i}]", files) for i in order]
     try:
-        args = track.parse_args(argv)
-    except _ParseError as e:
+        job = track_job(given, source=str(source), prompts=prompts, folder=str(output))
+    except BadInput as e:
         raise JobError(str(e)) from None
 
-    # files: source, then the checkpoint file if any (from the options), then mask files
-    reads = [(_read_location(source), "the input")]
-    reads += [(Path(f).resolve(), "the checkpoint" if str(f) == args.checkpoint else "a mask file")
-              for f in files[1:]]
+    reads = [(_read_location(source), "the input")] + [(Path(f).resolve(), what) for f, what in files[1:]]
     try:
-        key = {"sam2long": __version__, "argv": argv, "files": [fingerprint(f) for f in files]}
+        key = {"sam2long": __version__, "job": asdict(job), "files": [fingerprint(f) for f, _ in files]}
     except ValueError as e:  # FrameError: a pattern that matches no frames
         raise JobError(f"input: {e}") from None
     name = str(entry.get("name") or entry["output"])
-    shot = Shot(index=index, name=name, output=str(output), argv=argv, key=json.loads(json.dumps(key)))
-    return shot, args, reads
+    return BatchShot(index=index, name=name, job=job, key=json.loads(json.dumps(key))), reads
 
 
 def _checkpoint(root: Path, value, files: list) -> str:
     """A model name stays a name (cache or download); anything else is a file."""
-    from .models.catalog import variant_from_name
-    from .models.checkpoints import resolve_checkpoint
-    from .errors import CheckpointError
+    from ..models.catalog import variant_from_name
+    from ..models.checkpoints import resolve_checkpoint
+    from ..errors import CheckpointError
 
     if not isinstance(value, str) or not value:
         raise JobError("checkpoint: give a checkpoint file or a model name such as sam2.1_hiera_large")
@@ -324,33 +271,11 @@ def _checkpoint(root: Path, value, files: list) -> str:
         path = resolve_checkpoint(root / p, download=False)
     except CheckpointError as e:
         raise JobError(f"checkpoint: {e} (relative paths are relative to the job file)") from None
-    files.append(path)
+    files.append((path, "the checkpoint"))
     return str(path)
 
 
-def _option_argv(action: argparse.Action, value, key) -> list[str]:
-    flag = next(s for s in action.option_strings if s.startswith("--"))
-    if action.nargs == 0:  # an on/off switch such as --reverse
-        if not isinstance(value, bool):
-            raise JobError(f"{key}: give true or false, not {value!r}")
-        return [flag] if value else []
-    if value is None:
-        return []
-    if isinstance(value, (list, dict)):
-        raise JobError(f"{key}: give one value, not {value!r}")
-    return [flag, _text(value)]
-
-
-def _text(value) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
-
-
-def _numbers(value) -> str:
-    """[410, 220] -> "410,220"; a string stays as written (the track parser checks it)."""
-    return ",".join(_text(v) for v in value) if isinstance(value, list) else _text(value)
-
-
-def _prompt_argv(prompt, root: Path, where: str, files: list) -> list[str]:
+def _prompt(prompt, root: Path, where: str, files: list) -> Prompt:
     if not isinstance(prompt, dict):
         raise JobError(f"{where}: give a mapping such as {{object: 1, frame: 0, point: [410, 220]}}")
     for key in prompt:
@@ -362,28 +287,28 @@ def _prompt_argv(prompt, root: Path, where: str, files: list) -> list[str]:
     kind = kinds[0]
     if "label" in prompt and kind != "point":
         raise JobError(f"{where}.label: a label (1 on the object, 0 not on it) goes with a point only")
-    argv = ["--object", _text(prompt.get("object", 1))]
-    if "frame" in prompt:
-        argv += ["--frame", _text(prompt["frame"])]
+    obj = _checked(f"{where}.object", values.one_or_more, prompt.get("object", 1))
+    frame = _checked(f"{where}.frame", values.zero_or_more, prompt["frame"]) if "frame" in prompt else None
     if kind == "mask":
         mask = _path(root, prompt["mask"], f"{where}.mask")
         if not mask.is_file():
             raise JobError(f"{where}.mask: {mask} does not exist (relative paths are relative to the job file)")
-        files.append(mask)
-        return [*argv, "--mask", str(mask)]
-    text = _numbers(prompt[kind])
-    if "label" in prompt:
-        text += "," + _text(prompt["label"])
-    return [*argv, f"--{kind}", text]
+        files.append((mask, "a mask file"))
+        return Prompt(obj, frame, "mask", str(mask))
+    value = prompt[kind]
+    if "label" in prompt:  # [X, Y] and label L: the command line's X,Y,L
+        label = prompt["label"]
+        value = [*value, label] if isinstance(value, list) else f"{value},{label}"
+    return Prompt(obj, frame, kind, _checked(where, values.point if kind == "point" else values.box, value))
 
 
-def _check_with_track(args):
+def _check_with_track(job: TrackJob):
     """The track command's own checks (frames, range, prompts inside the frames, mask
-    files), as `sam2long track` makes them before loading a model or writing anything."""
-    args.device = "auto"  # whether the device exists is for the machine that runs the shot
+    files), as `sam2long track` makes them before loading a model or writing anything;
+    whether the device exists is for the machine that runs the shot."""
     try:
-        cli.validate_inputs(args)
-    except (ValueError, FileNotFoundError) as e:  # BadInput, PromptError, FrameError
+        check(job, device=False)
+    except BAD_INPUT as e:
         raise JobError(str(e)) from None
 
 
@@ -393,7 +318,7 @@ def _check_with_track(args):
 def fingerprint(path) -> dict:
     """Size and modification time of a file, or of every file in a folder of frames or of
     a sequence named by a pattern."""
-    from .media.plates import find_sequence, is_sequence_path
+    from ..media.plates import find_sequence, is_sequence_path
 
     p = Path(path)
     if is_sequence_path(p):
@@ -414,13 +339,13 @@ def read_record(output) -> dict | None:
         return None
 
 
-def is_done(shot: Shot) -> bool:
+def is_done(shot: BatchShot) -> bool:
     """The output is complete and was made from the same inputs and settings."""
     record = read_record(shot.output)
     return record is not None and record.get("key") == shot.key
 
 
-def write_record(folder, shot: Shot, result: dict) -> None:
+def write_record(folder, shot: BatchShot, result: dict) -> None:
     text = json.dumps({"key": shot.key, "result": result}, indent=1)
     _write(Path(folder) / RECORD, text + "\n")
 
@@ -431,6 +356,6 @@ def mark_in_progress(folder, worker: str) -> None:
 
 
 def _write(path: Path, text: str) -> None:
-    from .media.writers import write_text_file  # a temporary file renamed into place, never through a link
+    from ..media.writers import write_text_file  # a temporary file renamed into place, never through a link
 
     write_text_file(path, text)

@@ -23,6 +23,10 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
+from . import moved as _moved  # noqa: E402  (the old flat module paths, deprecated)
+
+_moved.install()
+
 
 def __getattr__(name):
     if name in _EXPORTS:

@@ -24,7 +24,8 @@ TOP_LEVEL = {
     "sam2long.prompts": "shared",
     "sam2long.errors": "shared",
     "sam2long.options": "shared",
-    "sam2long.limits": "shared",  # frame-size limits: frames, plates and mask prompts
+    "sam2long.limits": "shared",
+    "sam2long.moved": "shared",  # the old flat module paths, deprecated  # frame-size limits: frames, plates and mask prompts
     "sam2long.__main__": "app",
 }
 FOLDERS = ("engine", "models", "media", "app")
@@ -206,3 +207,16 @@ def test_the_checks_find_circles_and_upward_imports(tmp_path):
     assert upward_imports(graph) == [
         "sam2long.models.model:2 (models) imports sam2long.engine.tracker (engine)"
     ]
+
+
+def test_old_flat_module_paths_still_import_with_a_warning():
+    import importlib
+    import sys
+
+    from sam2long.moved import MOVED
+
+    for old, new in MOVED.items():
+        sys.modules.pop(old, None)
+        with pytest.warns(DeprecationWarning, match=new.replace(".", r"\.")):
+            module = importlib.import_module(old)
+        assert module is importlib.import_module(new)

@@ -223,7 +223,7 @@ def _shot(index, entry, defaults, root, options):
     if not (source.exists() or is_sequence_path(source)):  # a pattern's files: checked by the track checks
         raise JobError(f"input: {source} does not exist (relative paths are relative to the job file)")
     output = _path(root, entry["output"], "output").resolve()
-    files = [(source, "the input")]  # fingerprinted for the record
+    files = [(source, "the input")]  # stamped (size, mtime) in the record
 
     given = {}  # by option key: the defaults, then the shot's own (null: the option's default)
     for key, value in [*defaults.items(), *((k, v) for k, v in entry.items() if k not in SHOT_KEYS)]:
@@ -249,7 +249,7 @@ def _shot(index, entry, defaults, root, options):
 
     reads = [(_read_location(source), "the input")] + [(Path(f).resolve(), what) for f, what in files[1:]]
     try:
-        key = {"sam2long": __version__, "job": asdict(job), "files": [fingerprint(f) for f, _ in files]}
+        key = {"sam2long": __version__, "job": asdict(job), "files": [file_stamps(f) for f, _ in files]}
     except ValueError as e:  # FrameError: a pattern that matches no frames
         raise JobError(f"input: {e}") from None
     name = str(entry.get("name") or entry["output"])
@@ -315,7 +315,7 @@ def _check_with_track(job: TrackJob):
 # --- records of finished outputs --------------------------------------------------------
 
 
-def fingerprint(path) -> dict:
+def file_stamps(path) -> dict:
     """Size and modification time of a file, or of every file in a folder of frames or of
     a sequence named by a pattern."""
     from ..media.plates import find_sequence, is_sequence_path

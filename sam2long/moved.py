@@ -25,6 +25,9 @@ MOVED = {
 
 
 class _OldPath(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def __init__(self):
+        self.own_specs = {}  # new name -> the module's own spec
+
     def find_spec(self, name, path=None, target=None):
         if name not in MOVED:
             return None
@@ -34,10 +37,16 @@ class _OldPath(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         new = MOVED[spec.name]
         warnings.warn(f"{spec.name} moved to {new}; the old path goes in the next release",
                       DeprecationWarning, stacklevel=3)
-        return importlib.import_module(new)
+        module = importlib.import_module(new)
+        self.own_specs.setdefault(new, module.__spec__)
+        return module
 
     def exec_module(self, module):
-        pass  # already executed under its new name
+        # Already executed under its new name. The import system has just stamped the old
+        # name's spec on it: give it back its own, or its relative imports would resolve
+        # from the old package.
+        own = self.own_specs[module.__name__]
+        module.__spec__, module.__loader__, module.__package__ = own, own.loader, own.parent
 
 
 def install() -> None:

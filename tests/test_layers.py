@@ -220,3 +220,15 @@ def test_old_flat_module_paths_still_import_with_a_warning():
         with pytest.warns(DeprecationWarning, match=new.replace(".", r"\.")):
             module = importlib.import_module(old)
         assert module is importlib.import_module(new)
+
+
+def test_an_old_path_leaves_the_module_its_own_spec():
+    import importlib
+    import sys
+    import warnings
+
+    sys.modules.pop("sam2long.plates", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old = importlib.import_module("sam2long.plates")
+    assert old.__spec__.name == "sam2long.media.plates" and old.__package__ == "sam2long.media"

@@ -194,16 +194,20 @@ class CryptomatteWriter:
             if m.shape != (h, w):
                 raise ValueError(f"the matte of object {obj} is {m.shape}, expected {(h, w)}")
             cover[k] = m / np.float32(255.0) if m.dtype == np.uint8 else np.clip(m.astype(np.float32), 0.0, 1.0)
-        out = np.zeros((h, w, 3 + 2 * self.ranks), np.float32)
-        out[..., :3] = np.einsum("khw,kc->hwc", cover, self.colours)
-        if len(self.obj_ids):
-            order = np.argsort(-cover, axis=0, kind="stable")  # rank 0 = most coverage; ties keep object order
-            ranked = np.take_along_axis(cover, order, axis=0)
-            ids = np.where(ranked > 0, self.ids[order], np.float32(0.0))  # no coverage, no entry
+        out = np.zeros((h * w, 3 + 2 * self.ranks), np.float32)
+        covered = np.flatnonzero(cover.any(axis=0))  # background pixels stay all zero: no entry
+        if covered.size:
+            sub = cover.reshape(len(self.obj_ids), -1)[:, covered]  # [objects, covered pixels]
+            order = np.argsort(-sub, axis=0, kind="stable")  # rank 0 = most coverage; ties keep object order
+            ranked = np.take_along_axis(sub, order, axis=0)
+            ids = np.where(ranked > 0, self.ids[order], np.float32(0.0))
             n = len(self.obj_ids)
-            out[..., 3:3 + 2 * n:2] = ids.transpose(1, 2, 0)
-            out[..., 4:4 + 2 * n:2] = ranked.transpose(1, 2, 0)
-        return out
+            block = np.zeros((covered.size, 3 + 2 * self.ranks), np.float32)
+            block[:, :3] = sub.T @ self.colours
+            block[:, 3:3 + 2 * n:2] = ids.T
+            block[:, 4:4 + 2 * n:2] = ranked.T
+            out[covered] = block
+        return out.reshape(h, w, -1)
 
     def write_frame(self, frame: int, mattes: dict, shape) -> Path:
         """Write frame `frame` from `mattes` (obj_id -> matte [H, W]); `shape` (H, W)."""

@@ -131,7 +131,7 @@ def test_file_layout_metadata_and_ranking(written):
     cov = [px[..., names.index(f"CryptoObject0{k // 2}.{'GA'[k % 2]}")] for k in range(4)]
     ids = [px[..., names.index(f"CryptoObject0{k // 2}.{'RB'[k % 2]}")] for k in range(4)]
     assert all((cov[k] >= cov[k + 1]).all() for k in range(3))  # ranked by coverage
-    assert ((ids[0] == 0) == (cov[0] == 0)).all()  # background: no entry
+    assert all(((ids[k] == 0) == (cov[k] == 0)).all() for k in range(4))  # no coverage, no entry
     overlap = (mattes[1] > 0) & (mattes[2] > 0) & (mattes[7] > 0)
     assert overlap.any() and (cov[2][overlap] > 0).all()  # a pixel shared by three objects holds all three
     preview = np.stack([px[..., names.index(f"CryptoObject.{c}")] for c in "RGB"], -1)

@@ -587,9 +587,13 @@ def worker_hostmem(spec) -> dict:
         (track, masks, _state), _ = run(nodes.SAM2LongTrack, model=model, shot=shot, prompts=prompts)
         del masks, _state
         stage("load shot + track")
-        (folder,), _ = run(nodes.SAM2LongSaveMattes, track=track, folder=str(run_dir / "mattes"), mode="union")
+        if spec.get("save") == "cryptomatte":  # every frame's soft mattes read back, one EXR per frame
+            (folder,), _ = run(nodes.SAM2LongSaveMattes, track=track, folder=str(run_dir / "mattes"),
+                               format="cryptomatte")
+        else:
+            (folder,), _ = run(nodes.SAM2LongSaveMattes, track=track, folder=str(run_dir / "mattes"), mode="union")
         stage("save mattes")
-        written = sum(1 for p in Path(folder).rglob("*.png"))
+        written = sum(1 for p in Path(folder).rglob("*.png")) + sum(1 for p in Path(folder).rglob("*.exr"))
     else:
         images = decode_like_core(spec["clip"], n)
         stage("decode to IMAGE")
@@ -740,7 +744,8 @@ def section_hostmem(args, stream_frames, image_frames, image_size):
     inputs = make_hostmem_inputs(work, max(stream_frames + image_frames))
     print(f"  synthetic 1080p clip {inputs['clip']} ({fmt_bytes(inputs['clip_bytes'])}"
           + (f", generated in {inputs['generate_s']:.0f} s)" if "generate_s" in inputs else ", reused)"), flush=True)
-    spec = dict(kind="hostmem", work=str(work), clip=inputs["clip"], image_size=image_size, threads=args.threads)
+    spec = dict(kind="hostmem", work=str(work), clip=inputs["clip"], image_size=image_size, threads=args.threads,
+                save=args.hostmem_save)
     cases = [dict(spec, path="image", frames=n) for n in image_frames]
     cases += [dict(spec, path="stream", frames=n) for n in stream_frames]
     out = [run_case(c) for c in cases]
@@ -841,7 +846,7 @@ def hostmem_rows(results):
               "(tests/comfy_fake), each case in a fresh process. **Peak above before** = peak RSS during the run "
               "(VmHWM, reset just before it) minus the RSS after imports, model load and prompt.", "",
               "- stream: SAM2Long Load Shot (path, frame_count) -> SAM2Long Track (shot) -> SAM2Long Save Mattes "
-              "(union, PNG).",
+              + ("(Cryptomatte EXR from the soft mattes)." if sp.get("save") == "cryptomatte" else "(union, PNG)."),
               "- image: the frames decoded into one IMAGE batch as core GetVideoComponents does (a list of float "
               "frames, then torch.stack) -> SAM2Long Track (images) -> each frame of its MASK output saved as a PNG "
               "(what MaskToImage -> SaveImage does).", ""]
@@ -1141,6 +1146,9 @@ def main():
                     help="hostmem section: where the synthetic 1080p shot, checkpoint and mattes go (several GB free)")
     ap.add_argument("--hostmem-stream", default="200,2000", help="hostmem section: streamed shot lengths")
     ap.add_argument("--hostmem-image", default="50,100,200", help="hostmem section: IMAGE-batch lengths")
+    ap.add_argument("--hostmem-save", default="png", choices=("png", "cryptomatte"),
+                    help="hostmem section: what the streamed path's Save Mattes writes (union PNG, or Cryptomatte "
+                         "EXRs from the soft mattes)")
     ap.add_argument("--hostmem-image-size", type=int, default=64,
                     help="hostmem section: network input size (host memory, not network cost, is measured)")
     ap.add_argument("--sam3-frames", type=int, default=9,

@@ -1,9 +1,10 @@
 """SAM2Long Save Mattes: a track's masks straight to numbered matte files, frame by frame.
 
 Works the same on in-memory and spilled tracks and never holds more than one frame's
-masks, so a 10,000-frame track is written in flat memory. Each file goes through
-`sam2long.media.writers.MatteWriter` (temporary name, then rename): an interrupted save
-leaves only complete mattes.
+masks, so a 10,000-frame track is written in flat memory. Each file goes through the
+writers of `sam2long.media.writers` (temporary name, then rename): an interrupted save
+leaves only complete mattes. `cryptomatte` writes one EXR per frame holding every object,
+with the soft mattes as coverage (sam2long/media/cryptomatte.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from comfy_api.latest import io, ui
 
-from sam2long.media.writers import MATTE_FORMATS, MatteWriter
+from sam2long.media.writers import CRYPTOMATTE, FORMATS as WRITER_FORMATS, open_writer
 
 from . import access
 from .preview import preview_indices
@@ -23,7 +24,7 @@ from .track import _check_interrupt
 from .widgets import whole
 
 MODES = ["per_object", "union"]
-FORMATS = list(MATTE_FORMATS)  # the command line's --format choices
+FORMATS = list(WRITER_FORMATS)  # per-object formats, then cryptomatte
 PREVIEW_FRAMES = 4
 PREVIEW_WIDTH = 512  # the node shows mattes downscaled to about this width
 MAX_NUMBER = 100_000_000  # the largest first_number
@@ -40,39 +41,57 @@ def output_folder(folder: str) -> str:
 
 
 def save_mattes(track, folder: str, prefix: str = "matte", object_ids: str = "", mode: str = "per_object",
-                first_number: int = -1, fmt: str = "png", on_frame=None):
+                first_number: int = -1, fmt: str = "png", on_frame=None, soft: bool = False,
+                object_names: str = ""):
     """Write one matte per frame of the track (empty where an object is not tracked):
-    per_object -> `<folder>/<object id>/<prefix>.<number>.<ext>`, union -> `<folder>/...`.
+    per_object -> `<folder>/<object id>/<prefix>.<number>.<ext>`, union -> `<folder>/...`;
+    cryptomatte -> `<folder>/<prefix>.<number>.exr` holding every selected object, named by
+    `object_names` ("1=car, 2=person"; default object_<id>), with the soft mattes as coverage.
+    `soft`: the other formats write the probability too, not 0/1.
     Numbers start at the track's own first frame number when `first_number` < 0.
     Returns (absolute folder, IMAGE of a few mattes for the node's preview)."""
+    from sam2long.media.cryptomatte import parse_object_names
+
     if mode not in MODES:
         raise ValueError(f"SAM2Long: mode must be one of {MODES}, got {mode!r}")
     if fmt not in FORMATS:
         raise ValueError(f"SAM2Long: format must be one of {FORMATS}, got {fmt!r}")
+    crypto = fmt == CRYPTOMATTE
+    if crypto and mode != "per_object":
+        raise ValueError("SAM2Long: a Cryptomatte holds every object by name, so it has no union: set mode "
+                         "to per_object (the compositor picks one or several objects)")
     if any(c in prefix for c in "/\\") or prefix in (".", ".."):
         raise ValueError(f"SAM2Long: prefix {prefix!r} must be a plain file name prefix (no folders); put "
                          "folders in 'folder'")
     ids = track.select(object_ids)
+    names = None
+    if crypto:
+        try:
+            names = parse_object_names(object_names, ids)
+        except ValueError as e:
+            raise ValueError(f"SAM2Long: object_names: {e}") from None
+    soft = bool(soft) or crypto
     root = output_folder(folder)
     if os.path.isfile(root):
         raise ValueError(f"SAM2Long: {root} is a file; give a folder for the mattes")
     first_number = whole(first_number, "first_number", -1, MAX_NUMBER)
     base = track.first_number if first_number < 0 else first_number
     padding = max(4, int(getattr(track, "padding", 4)), len(str(base + track.num_frames - 1)))
-    writer = MatteWriter(root, ids if mode == "per_object" else [None], padding=padding, prefix=prefix, fmt=fmt)
+    writer = open_writer(root, ids if mode == "per_object" else [None], padding=padding, prefix=prefix,
+                         fmt=fmt, names=names)
     step = max(1, -(-track.width // PREVIEW_WIDTH))
     shown = set(preview_indices(track.num_frames, PREVIEW_FRAMES))
     previews = []
-    empty = np.zeros((track.height, track.width), bool)
+    shape = (track.height, track.width)
+    empty = np.zeros(shape, np.float32 if soft else bool)
     try:
         for j in range(track.num_frames):
-            masks = track.frame_masks(j, ids)
+            masks = track.frame_soft(j, ids) if soft else track.frame_masks(j, ids)
             if mode == "per_object":
-                for oid in ids:
-                    writer.write(oid, base + j, masks.get(oid, empty))
-            union = np.logical_or.reduce([empty, *masks.values()])
+                writer.write_frame(base + j, masks, shape)
+            union = (np.maximum if soft else np.logical_or).reduce([empty, *masks.values()])
             if mode == "union":
-                writer.write(None, base + j, union)
+                writer.write_frame(base + j, {None: union}, shape)
             if j in shown:
                 previews.append(torch.from_numpy(union[::step, ::step].astype(np.float32)))
             if on_frame is not None:
@@ -93,7 +112,9 @@ class SAM2LongSaveMattes(io.ComfyNode):
             description=(
                 "Writes the track's masks as numbered matte files (white = object), one per frame, "
                 "straight to disk: per_object gives one sequence per object in <folder>/<object id>/, "
-                "union one sequence in <folder>/. Each file appears only when complete."),
+                "union one sequence in <folder>/. Format cryptomatte writes one EXR per frame holding "
+                "every object with soft edges, picked by name in Nuke, Fusion, Resolve or After "
+                "Effects. Each file appears only when complete."),
             inputs=[
                 TrackType.Input("track"),
                 io.String.Input("folder", default="sam2long/mattes",
@@ -106,7 +127,14 @@ class SAM2LongSaveMattes(io.ComfyNode):
                 io.Int.Input("first_number", default=-1, min=-1, max=MAX_NUMBER,
                              tooltip="Number of the first file; -1 = the shot's own frame number (a plate's "
                                      "number, else the frame's position in the shot, from 0)."),
-                io.Combo.Input("format", options=FORMATS, default=FORMATS[0]),
+                io.Combo.Input("format", options=FORMATS, default=FORMATS[0],
+                               tooltip="png: 8-bit; png16, tif16: 16-bit; exr: one half-float channel A; "
+                                       "cryptomatte: one EXR per frame with every object, by name."),
+                io.Boolean.Input("soft", default=False, optional=True,
+                                 tooltip="Write the model's probability (soft edges) instead of 0/1; "
+                                         "cryptomatte always does."),
+                io.String.Input("object_names", default="", optional=True,
+                                tooltip='Cryptomatte names, e.g. "1=car, 2=person"; others are object_<id>.'),
             ],
             outputs=[io.String.Output("folder_out", display_name="folder",
                                       tooltip="The absolute folder the mattes were written to.")],
@@ -124,7 +152,7 @@ class SAM2LongSaveMattes(io.ComfyNode):
 
     @classmethod
     def execute(cls, track, folder="sam2long/mattes", prefix="matte", object_ids="", mode="per_object",
-                first_number=-1, format="png") -> io.NodeOutput:
+                first_number=-1, format="png", soft=False, object_names="") -> io.NodeOutput:
         import comfy.utils
 
         total = track.num_frames
@@ -134,5 +162,6 @@ class SAM2LongSaveMattes(io.ComfyNode):
             pbar.update_absolute(j + 1, total)
             _check_interrupt()
 
-        root, previews = save_mattes(track, folder, prefix, object_ids, mode, first_number, format, on_frame)
+        root, previews = save_mattes(track, folder, prefix, object_ids, mode, first_number, format, on_frame,
+                                     soft, object_names)
         return io.NodeOutput(root, ui=ui.PreviewImage(previews, cls=cls))

@@ -13,19 +13,21 @@ MODES = ["union", "per_object"]
 
 
 def select_masks(track, object_ids: str = "", mode: str = "union", first_frame: int = 0,
-                 frame_count: int = 0) -> tuple[torch.Tensor, int, int]:
+                 frame_count: int = 0, soft: bool = False) -> tuple[torch.Tensor, int, int]:
     """(float32 MASK, number of objects, frames per object) over a frame range of the
     track (frame_count 0 = to the end). union: [F, H, W]; per_object: the frames of the
-    first selected object, then those of the next, ... -> [F * K, H, W]."""
+    first selected object, then those of the next, ... -> [F * K, H, W]. `soft`: the
+    model's probability in 0..1 (the union: the largest per pixel) instead of 0/1."""
     ids = track.select(object_ids)
     frames = track.frame_range(whole(first_frame, "first_frame", 0, MAX_FRAMES),
                                whole(frame_count, "frame_count", 0, MAX_FRAMES))
     first, count = frames.start, len(frames)
     if mode == "union":
-        out = track.union(ids, first, count)
+        out = track.union_soft(ids, first, count) if soft else track.union(ids, first, count)
     elif mode == "per_object":
         if ids:
-            out = torch.cat([track.object_masks(i, first, count) for i in ids], 0)
+            one = track.object_soft if soft else track.object_masks
+            out = torch.cat([one(i, first, count) for i in ids], 0)
         else:
             out = torch.zeros((count, track.height, track.width), dtype=torch.bool)
     else:
@@ -54,6 +56,8 @@ class SAM2LongTrackToMask(io.ComfyNode):
                              tooltip="First frame of the output, counted from the track's first frame."),
                 io.Int.Input("frame_count", default=0, min=0, max=MAX_FRAMES, optional=True,
                              tooltip="Frames to output; 0 = to the end of the track."),
+                io.Boolean.Input("soft", default=False, optional=True,
+                                 tooltip="The model's probability (soft edges, 0..1) instead of 0/1 masks."),
             ],
             outputs=[
                 io.Mask.Output("masks", display_name="masks"),
@@ -63,6 +67,7 @@ class SAM2LongTrackToMask(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, track, object_ids="", mode="union", first_frame=0, frame_count=0) -> io.NodeOutput:
-        masks, count, frames = select_masks(track, object_ids, mode, first_frame, frame_count)
+    def execute(cls, track, object_ids="", mode="union", first_frame=0, frame_count=0,
+                soft=False) -> io.NodeOutput:
+        masks, count, frames = select_masks(track, object_ids, mode, first_frame, frame_count, bool(soft))
         return io.NodeOutput(masks, count, frames)

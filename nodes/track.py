@@ -24,6 +24,7 @@ from .widgets import MAX_FRAMES, real, whole
 
 MAX_PATHWAYS = 16
 MAX_UNCERTAINTY = 100.0
+SOFT_BITS = 8  # tracks keep each object's probability too (soft mattes), quantised to 8 bits
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,9 +154,9 @@ def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | 
             apply_prompts(tracker, prompts, first, n, h, w)
         if shot is not None:
             builder = SpillBuilder(spill_dir, n, h, w, first_index=first,
-                                   first_number=shot.range_number, padding=shot.padding)
+                                   first_number=shot.range_number, padding=shot.padding, soft_bits=SOFT_BITS)
         else:
-            builder = TrackBuilder(n, h, w, first_index=first)
+            builder = TrackBuilder(n, h, w, first_index=first, soft_bits=SOFT_BITS)
         if has_prompts:
             builder.ensure_objects(prompts.obj_ids)
         first_tracked = None
@@ -163,8 +164,8 @@ def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | 
             # A range of a longer file: SAM 2 would see the whole file (pointer positions).
             shot_length = shot.total if shot is not None else None
             for r in tracker.propagate(frames, direction=direction, start=first + start, end=first + end,
-                                       on_step=on_step, shot_length=shot_length):
-                builder.add(r.frame_idx, r.obj_ids, r.masks, r.object_scores)
+                                       on_step=on_step, shot_length=shot_length, return_logits=True):
+                builder.add(r.frame_idx, r.obj_ids, r.masks, r.object_scores, r.logits)
                 if first_tracked is None:
                     first_tracked = r.frame_idx - first
         except BaseException:  # interrupted or failed: nothing half-done is kept

@@ -5,7 +5,8 @@
 # - PyTorch: an installed torch is kept. Install the build for your platform first
 #   (https://pytorch.org/get-started/locally/). With no torch at all this installs
 #   ${SAM2LONG_TORCH:-torch==2.13.0} from your pip index.
-# - requirements.txt (only dependencies that pull no torch), pytest and Ray.
+# - requirements.txt (only dependencies that pull no torch), pytest and Ray, and the
+#   test-only Cryptomatte decoders.
 # - install.py, what ComfyUI-Manager runs too: SAM 2 (PyPI `sam2`) with --no-deps and
 #   without its optional CUDA extension, so it does not pull torchvision (unused here)
 #   or a second torch; SAM 3's tracker code (optional, SAM License: sam3, timm, einops),
@@ -33,6 +34,15 @@ fi
 extras=()
 [ "${SAM2LONG_RAY:-1}" = 0 ] || extras+=("ray>=2.60")   # SAM2LONG_RAY=0 skips Ray
 pip_install -r requirements.txt "pytest>=7" "${extras[@]}"
+
+# Test-only: two independent Cryptomatte decoders and the reference MurmurHash3 that
+# tests/test_cryptomatte.py checks our files with (see requirements-dev.txt). decryptomatte
+# pins numpy<2 and openimageio<3 but runs with ours, hence --no-deps. Optional: without
+# them (no wheel for this platform, or SAM2LONG_DECODERS=0) those checks are skipped.
+if [ "${SAM2LONG_DECODERS:-1}" != 0 ]; then
+    pip_install "cryptomatte-api>=1.0" "mmh3>=4" && pip_install --no-deps "decryptomatte==1.0.1" \
+        || echo "== the Cryptomatte test decoders were not installed: their checks will be skipped"
+fi
 
 # SAM 2, and SAM 3's tracker code unless SAM2LONG_SAM3=0, without dependencies.
 "$PY" install.py

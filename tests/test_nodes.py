@@ -350,7 +350,11 @@ def test_track_result_is_compact(comfy, handle):
     imgs = _frames(n=6, h=64, w=96)
     (track, masks, _), _ = run(comfy, "SAM2LongTrack", model=handle, images=imgs,
                                prompts=_prompt(comfy, positive_coords='[{"x": 16, "y": 22}]'))
-    assert track.nbytes() < masks.numel() * masks.element_size() / 16
+    # The hard masks as before; the soft mattes (8-bit, compressed) come on top. This random-weight
+    # model's logits stay within +-0.4, so its probability is noise that no compressor shrinks much;
+    # a trained model's is 0 or 1 outside a thin edge band (see the README's disk figures).
+    assert track.nbytes() - track.soft_nbytes() < masks.numel() * masks.element_size() / 16
+    assert 0 < track.soft_nbytes() <= masks.numel()  # at most one byte per pixel
 
 
 # ------------------------------------------------------------------------------ chunks

@@ -13,6 +13,12 @@ the masks live:
   1-3 ms, read back in 0.5-2 ms (raw packed .npy: 259 KB; 1-bit PNG: 13 KB, 13 ms).
   The folder lives as long as the result object: it is removed when the result is
   garbage-collected (superseded) or at interpreter exit, never while it can be read.
+
+Next to each hard mask a track can keep the object's soft matte (the model's probability at
+source resolution, `soft_bits` 8 or 16, quantised and zlib-compressed per (object, frame):
+in memory as bytes, spilled as a `.s8.z` / `.s16.z` file beside the mask). `soft_mask`,
+`frame_soft`, `object_soft` and `union_soft` read it as float32 0..1; a track built without
+it (`soft_bits` 0) answers them with its hard masks as 0/1.
 """
 
 from __future__ import annotations
@@ -51,6 +57,24 @@ def unpack(row: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.unpackbits(row, count=height * width).reshape(height, width).astype(bool)
 
 
+SOFT_BITS = (0, 8, 16)  # 0: no soft mattes kept
+_SOFT_TYPES = {8: np.uint8, 16: np.uint16}
+
+
+def pack_soft(logits_hw, bits: int) -> bytes:
+    """The probability sigmoid(logits) [H, W], quantised to `bits` and zlib-compressed."""
+    t = logits_hw.detach().to("cpu", torch.float32) if isinstance(logits_hw, torch.Tensor) \
+        else torch.as_tensor(np.asarray(logits_hw, np.float32))
+    top = (1 << bits) - 1
+    q = (t.sigmoid() * top + 0.5).floor().numpy().astype(_SOFT_TYPES[bits])
+    return zlib.compress(q.tobytes(), 1)
+
+
+def unpack_soft(data: bytes, bits: int, height: int, width: int) -> np.ndarray:
+    q = np.frombuffer(zlib.decompress(data), _SOFT_TYPES[bits]).reshape(height, width)
+    return q.astype(np.float32) / np.float32((1 << bits) - 1)
+
+
 class _Reading(abc.ABC):
     """The reading interface shared by in-memory and spilled tracks.
 
@@ -65,10 +89,49 @@ class _Reading(abc.ABC):
     obj_ids: tuple
     present: dict  # obj_id -> bool [num_frames]
     scores: dict   # obj_id -> float32 [num_frames], NaN where not tracked
+    soft_bits: int  # 8 or 16: soft mattes kept; 0: hard masks only
 
     @abc.abstractmethod
     def _mask(self, obj_id: int, j: int) -> np.ndarray:
         """bool [H, W] of an object on position j, where it is tracked (each store reads its own way)."""
+
+    @abc.abstractmethod
+    def _soft_data(self, obj_id: int, j: int) -> bytes:
+        """The compressed soft matte of an object on position j, where it is tracked."""
+
+    @property
+    def has_soft(self) -> bool:
+        return self.soft_bits > 0
+
+    def soft_mask(self, obj_id: int, j: int) -> np.ndarray:
+        """float32 [H, W] in 0..1 of one object on position j: its probability (the hard mask
+        as 0/1 in a track without soft mattes; zeros where it is not tracked)."""
+        if not self.present[obj_id][j]:
+            return np.zeros((self.height, self.width), np.float32)
+        if not self.has_soft:
+            return self._mask(obj_id, j).astype(np.float32)
+        return unpack_soft(self._soft_data(obj_id, j), self.soft_bits, self.height, self.width)
+
+    def frame_soft(self, j: int, obj_ids=None) -> dict:
+        """obj_id -> float32 [H, W] for the objects tracked on position j."""
+        ids = self.obj_ids if obj_ids is None else obj_ids
+        return {i: self.soft_mask(i, j) for i in ids if self.present[i][j]}
+
+    def object_soft(self, obj_id: int, first: int = 0, count: int = 0) -> torch.Tensor:
+        """float32 [frames, H, W] of one object over a range (0 where it is not tracked)."""
+        frames = self.frame_range(first, count)
+        return torch.from_numpy(np.stack([self.soft_mask(obj_id, j) for j in frames]))
+
+    def union_soft(self, obj_ids=None, first: int = 0, count: int = 0) -> torch.Tensor:
+        """float32 [frames, H, W]: per pixel the largest probability of the selected objects."""
+        ids = self.obj_ids if obj_ids is None else obj_ids
+        frames = self.frame_range(first, count)
+        out = np.zeros((len(frames), self.height, self.width), np.float32)
+        for k, j in enumerate(frames):
+            for i in ids:
+                if self.present[i][j]:
+                    np.maximum(out[k], self.soft_mask(i, j), out=out[k])
+        return torch.from_numpy(out)
 
     def select(self, spec: str | None) -> list[int]:
         """Parse an object selection: "" / "all" / "*" = every object, else ids and ranges such as
@@ -157,20 +220,31 @@ class TrackResult(_Reading):
     scores: dict = field(repr=False)
     first_number: int = 0  # file-name number of position 0
     padding: int = 4       # digits of the source's own frame numbers
+    soft: dict = field(default_factory=dict, repr=False)  # obj_id -> [num_frames] compressed bytes or None
+    soft_bits: int = 0
 
     def _mask(self, obj_id, j):
         return unpack(self.packed[obj_id][j], self.height, self.width)
 
+    def _soft_data(self, obj_id, j):
+        return self.soft[obj_id][j]
+
+    def soft_nbytes(self) -> int:
+        """Bytes of the compressed soft mattes (part of nbytes)."""
+        return sum(len(b) for rows in self.soft.values() for b in rows if b is not None)
+
     def nbytes(self) -> int:
-        return sum(a.nbytes for d in (self.packed, self.present, self.scores) for a in d.values())
+        return self.soft_nbytes() + sum(a.nbytes for d in (self.packed, self.present, self.scores)
+                                        for a in d.values())
 
 
 class SpilledTrack(_Reading):
     """A track whose masks live in `folder` (see the module notes); immutable once built."""
 
     def __init__(self, folder: Path, num_frames, height, width, first_index, obj_ids, present, scores,
-                 first_number=0, padding=4):
+                 first_number=0, padding=4, soft_bits=0):
         self.folder = Path(folder)
+        self.soft_bits = int(soft_bits)
         self.num_frames, self.height, self.width = int(num_frames), int(height), int(width)
         self.first_index, self.first_number, self.padding = int(first_index), int(first_number), int(padding)
         self.obj_ids = tuple(obj_ids)
@@ -182,6 +256,9 @@ class SpilledTrack(_Reading):
     def _mask(self, obj_id, j):
         data = zlib.decompress(spill_path(self.folder, obj_id, j).read_bytes())
         return unpack(np.frombuffer(data, np.uint8), self.height, self.width)
+
+    def _soft_data(self, obj_id, j):
+        return soft_path(self.folder, obj_id, j, self.soft_bits).read_bytes()
 
     def nbytes(self) -> int:
         """Bytes held in memory (the masks are on disk)."""
@@ -199,14 +276,23 @@ def spill_path(folder: Path, obj_id: int, j: int) -> Path:
     return folder / str(obj_id) / f"{j:07d}.z"
 
 
+def soft_path(folder: Path, obj_id: int, j: int, bits: int) -> Path:
+    return folder / str(obj_id) / f"{j:07d}.s{bits}.z"
+
+
 class TrackBuilder:
-    """Collects FrameResults (any order) into a track; in memory here, on disk in SpillBuilder."""
+    """Collects FrameResults (any order) into a track; in memory here, on disk in SpillBuilder.
+    With `soft_bits` 8 or 16, `add` also takes the frame's logits and keeps soft mattes."""
 
     def __init__(self, num_frames: int, height: int, width: int, first_index: int = 0,
-                 first_number: int | None = None, padding: int = 4):
+                 first_number: int | None = None, padding: int = 4, soft_bits: int = 0):
+        if soft_bits not in SOFT_BITS:
+            raise ValueError(f"SAM2Long: soft mattes are kept with 8 or 16 bits (0 = none), got {soft_bits!r}")
         self.n, self.h, self.w, self.first = int(num_frames), int(height), int(width), int(first_index)
         self.first_number = self.first if first_number is None else int(first_number)
         self.padding = int(padding)
+        self.soft_bits = int(soft_bits)
+        self._soft: dict[int, list] = {}  # in memory only, like _packed
         self._present: dict[int, np.ndarray] = {}
         self._scores: dict[int, np.ndarray] = {}
         self._packed: dict[int, np.ndarray] = {}  # in memory only; SpillBuilder leaves it empty
@@ -219,21 +305,30 @@ class TrackBuilder:
 
     def _new_object(self, obj_id: int) -> None:
         self._packed[obj_id] = np.zeros((self.n, (self.h * self.w + 7) // 8), np.uint8)
+        self._soft[obj_id] = [None] * self.n
 
     def _store(self, obj_id: int, j: int, row: np.ndarray) -> None:
         self._packed[obj_id][j] = row
 
-    def add(self, frame_idx: int, obj_ids, masks: torch.Tensor, object_scores=None) -> None:
+    def _store_soft(self, obj_id: int, j: int, data: bytes) -> None:
+        self._soft[obj_id][j] = data
+
+    def add(self, frame_idx: int, obj_ids, masks: torch.Tensor, object_scores=None, logits=None) -> None:
         j = int(frame_idx) - self.first
         if not 0 <= j < self.n:
             return
         if tuple(masks.shape[-2:]) != (self.h, self.w):
             raise ValueError(f"SAM2Long: engine returned masks of size {tuple(masks.shape[-2:])}, "
                              f"expected the source size {(self.h, self.w)}")
+        if self.soft_bits and (logits is None or tuple(logits.shape) != tuple(masks.shape)):
+            raise ValueError("SAM2Long: a track keeping soft mattes needs the frame's logits at source size "
+                             "(propagate with return_logits=True)")
         for k, oid in enumerate(obj_ids):
             oid = int(oid)
             self._obj(oid)
             self._store(oid, j, pack(masks[k]))
+            if self.soft_bits:
+                self._store_soft(oid, j, pack_soft(logits[k], self.soft_bits))
             self._present[oid][j] = True
             if object_scores is not None:
                 self._scores[oid][j] = float(object_scores[k])
@@ -251,6 +346,7 @@ class TrackBuilder:
             num_frames=self.n, height=self.h, width=self.w, first_index=self.first, obj_ids=ids,
             packed={i: self._packed[i] for i in ids}, present={i: self._present[i] for i in ids},
             scores={i: self._scores[i] for i in ids}, first_number=self.first_number, padding=self.padding,
+            soft={i: self._soft[i] for i in ids} if self.soft_bits else {}, soft_bits=self.soft_bits,
         )
 
     def abort(self) -> None:
@@ -261,8 +357,9 @@ class SpillBuilder(TrackBuilder):
     """Writes each committed mask to a new folder under `parent` at once; `abort()`
     (interrupt, error) removes the folder, `build()` hands it to a SpilledTrack."""
 
-    def __init__(self, parent, num_frames, height, width, first_index=0, first_number=None, padding=4):
-        super().__init__(num_frames, height, width, first_index, first_number, padding)
+    def __init__(self, parent, num_frames, height, width, first_index=0, first_number=None, padding=4,
+                 soft_bits=0):
+        super().__init__(num_frames, height, width, first_index, first_number, padding, soft_bits)
         Path(parent).mkdir(parents=True, exist_ok=True)
         self.folder = Path(tempfile.mkdtemp(prefix="sam2long_track_", dir=str(parent)))
 
@@ -273,11 +370,14 @@ class SpillBuilder(TrackBuilder):
         # A half-written file is never read: an interrupted run removes the whole folder.
         spill_path(self.folder, obj_id, j).write_bytes(zlib.compress(row.tobytes(), 1))
 
+    def _store_soft(self, obj_id, j, data):
+        soft_path(self.folder, obj_id, j, self.soft_bits).write_bytes(data)
+
     def build(self) -> SpilledTrack:
         ids = self._ids()
         return SpilledTrack(self.folder, self.n, self.h, self.w, self.first, ids,
                             {i: self._present[i] for i in ids}, {i: self._scores[i] for i in ids},
-                            self.first_number, self.padding)
+                            self.first_number, self.padding, self.soft_bits)
 
     def abort(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

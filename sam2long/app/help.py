@@ -44,7 +44,9 @@ output:
       numbered with 5 digits for a video and the plate's padding for a sequence;
       --format png (8-bit, default), png16, tif16 or exr (one half-float channel
       "A"); hard 0 / full scale, or the model's probability with --soft.
-      OUT/preview.mp4 shows all objects overlaid.
+  OUT/<frame number>.exr   with --format cryptomatte: one Cryptomatte EXR per frame
+      holding every object with its soft coverage, named object_<id> or by --names.
+  OUT/preview.mp4 shows all objects overlaid.
 
 colour:
   Frames go to the network as 8-bit sRGB. Defaults (printed at the start):

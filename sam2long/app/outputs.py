@@ -64,13 +64,15 @@ class MatteOutputs:
     preview are removed, so only complete files remain. `job` is a checked job."""
 
     def __init__(self, job):
-        from ..media.writers import MatteWriter
+        from ..media.writers import CRYPTOMATTE, open_writer
 
         job.out.mkdir(parents=True, exist_ok=True)
         self.job = job
         self.settings = job.job.output
-        self.writer = MatteWriter(job.out, job.obj_ids, padding=getattr(job.source, "padding", 5),
-                                  fmt=self.settings.format)
+        self.writer = open_writer(job.out, job.obj_ids, padding=getattr(job.source, "padding", 5),
+                                  fmt=self.settings.format, names=job.object_names)
+        # Cryptomatte's coverage at the edges is the soft matte
+        self.soft = self.settings.soft or self.settings.format == CRYPTOMATTE
         self.preview_path = job.out / "preview.mp4"
         self.preview = None  # a PreviewWriter filled while tracking, or afterwards from the files
         self.preview_frames = None
@@ -78,7 +80,6 @@ class MatteOutputs:
         self.bar = None
         self.committed: list[int] = []
         self.areas = {o: 0 for o in job.obj_ids}
-        self._empty = None
 
     def __enter__(self):
         return self
@@ -111,7 +112,7 @@ class MatteOutputs:
             self.preview_frames = job.source.frames(expected)
         self.bar = progress_bar(len(expected), quiet)
         self.results = tracker.propagate(job.source, direction=direction, start=job.start, end=job.end,
-                                         return_logits=self.settings.soft,
+                                         return_logits=self.soft,
                                          on_step=lambda i: self.bar.update(1))
         for r in self.results:
             by_obj = self._write(r)
@@ -131,15 +132,11 @@ class MatteOutputs:
         masks = r.masks.numpy() if hasattr(r.masks, "numpy") else np.asarray(r.masks)
         by_obj = {o: masks[k] for k, o in enumerate(r.obj_ids)}
         # soft: the probability, sigmoid of the logits (already at source size, full precision)
-        soft = ({o: r.logits[k].sigmoid().numpy() for k, o in enumerate(r.obj_ids)} if self.settings.soft
+        soft = ({o: r.logits[k].sigmoid().numpy() for k, o in enumerate(r.obj_ids)} if self.soft
                 else by_obj)
-        if self._empty is None:
-            self._empty = np.zeros((self.job.source.height, self.job.source.width), bool)
-        for obj in self.job.obj_ids:
-            m = by_obj.get(obj)
-            self.writer.write(obj, r.frame_idx, self._empty if m is None else soft[obj])
-            if m is not None:
-                self.areas[obj] += int(m.sum())
+        self.writer.write_frame(r.frame_idx, soft, (self.job.source.height, self.job.source.width))
+        for obj, m in by_obj.items():
+            self.areas[obj] += int(m.sum())
         self.committed.append(r.frame_idx)
         return by_obj
 

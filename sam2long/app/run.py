@@ -98,9 +98,10 @@ class TreeSettings:
 @dataclass(frozen=True)
 class OutputSettings:
     folder: str
-    format: str = "png"  # one of writers.MATTE_FORMATS
+    format: str = "png"  # one of writers.FORMATS
     soft: bool = False  # the model's probability instead of 0/1 mattes
     preview: bool = True  # preview.mp4 beside the mattes
+    names: str | None = None  # Cryptomatte's object names, "1=car, 2=person" (default object_<id>)
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,16 @@ class CheckedJob:
     @property
     def obj_ids(self) -> list[int]:
         return self.prompts.obj_ids
+
+    @property
+    def object_names(self) -> dict | None:
+        """obj_id -> name in a Cryptomatte file's manifest; None for the other formats."""
+        from ..media.cryptomatte import parse_object_names
+        from ..media.writers import CRYPTOMATTE
+
+        if self.job.output.format != CRYPTOMATTE:
+            return None
+        return parse_object_names(self.job.output.names, self.obj_ids)
 
     @property
     def frames(self) -> list[int]:
@@ -237,6 +248,9 @@ def check(job: TrackJob, *, device: bool = True) -> CheckedJob:
                 raise BadInput(f"the prompt for object {obj} on frame {frame} is outside the tracked range "
                                f"{start}..{end}: move the prompt or widen --start/--end")
         checked = CheckedJob(job, source, prompts, start, end)
+        if job.output.names and checked.object_names is None:
+            raise BadInput("--names goes with --format cryptomatte (the other formats name files by object id)")
+        checked.object_names  # noqa: B018 - a bad name list is refused here, before anything is written
         if checked.out.exists() and not checked.out.is_dir():
             raise BadInput(f"--out {str(checked.out)!r} is a file: give a folder for the masks")
     return checked

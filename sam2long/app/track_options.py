@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..options import PRECISIONS
-from ..media.writers import MATTE_FORMATS
+from ..media.writers import FORMATS
 from . import values
 from .run import BadInput, ModelSettings, OutputSettings, Source, TrackJob, TreeSettings
 
@@ -84,7 +84,10 @@ TRACK_OPTIONS = (
                 "an approximation). Default: exact, masks come out when all pathways agree",
                 values.max_lag, _tree.max_lag, "K"),
     TrackOption("format", "mattes", "png: 8-bit (default); png16, tif16: 16-bit; exr: one half-float channel "
-                "named A (Nuke reads it as alpha)", values.text, _out.format, choices=MATTE_FORMATS),
+                "named A (Nuke reads it as alpha); cryptomatte: one EXR per frame holding every object, "
+                "picked by name in Nuke's or Fusion's Cryptomatte node", values.text, _out.format, choices=FORMATS),
+    TrackOption("names", "mattes", "object names in Cryptomatte's manifest, e.g. \"1=car, 2=person\" "
+                "(default object_<id>)", values.text, _out.names, "ID=NAME,..."),
     TrackOption("soft", "mattes", "write the model's probability (sigmoid of its logits) in 0..1 instead of "
                 "0/1 mattes"),
     TrackOption("device", "running", "where to compute (default auto: CUDA, then MPS, then CPU)",
@@ -121,7 +124,7 @@ def track_job(given: dict, *, source: str, prompts, folder: str) -> TrackJob:
         source=Source(source, v["colorspace"], v["ocio"]),
         prompts=tuple(prompts),
         model=ModelSettings(v["checkpoint"], v["device"], v["precision"], v["image_size"]),
-        output=OutputSettings(folder, v["format"], v["soft"], not v["no_preview"]),
+        output=OutputSettings(folder, v["format"], v["soft"], not v["no_preview"], v["names"]),
         tree=TreeSettings(v["pathways"], v["iou_threshold"], v["uncertainty"], v["plain_tracker"], v["max_lag"]),
         start=v["start"], end=v["end"],
         direction="both" if v["both"] else "backward" if v["reverse"] else "forward",

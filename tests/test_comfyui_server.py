@@ -59,7 +59,7 @@ def test_registered(server):
     assert "IMPORT FAILED" not in log, log[-3000:]
     info = get(server.url + "/object_info")
     ours = {k: v for k, v in info.items() if k.startswith("SAM2Long")}
-    assert set(ours) == {"SAM2LongModelLoader", "SAM2LongLoadShot", "SAM2LongPrompt", "SAM2LongTrack",
+    assert set(ours) == {"SAM2LongModelLoader", "SAM2LongLoadShot", "SAM2LongPrompt", "SAM2LongPromptEditor", "SAM2LongTrack",
                          "SAM2LongTrackToMask", "SAM2LongPreview", "SAM2LongSaveMattes"}
     assert all(v["category"] == "SAM2Long" for v in ours.values())
     track = ours["SAM2LongTrack"]

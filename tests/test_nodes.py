@@ -87,7 +87,7 @@ def test_schemas_valid_and_prefixed(comfy):
         seen.add(s.node_id)
         for o in s.outputs:
             assert o.display_name, (s.node_id, o.id)
-    assert seen == {"SAM2LongModelLoader", "SAM2LongLoadShot", "SAM2LongPrompt", "SAM2LongTrack",
+    assert seen == {"SAM2LongModelLoader", "SAM2LongLoadShot", "SAM2LongPrompt", "SAM2LongPromptEditor", "SAM2LongTrack",
                     "SAM2LongTrackToMask", "SAM2LongPreview", "SAM2LongSaveMattes"}
     assert comfy.nodes.SAM2LongPreview.define_schema().is_output_node
     assert comfy.nodes.SAM2LongSaveMattes.define_schema().is_output_node

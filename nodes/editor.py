@@ -28,7 +28,8 @@ from .sockets import CATEGORY, PromptsType, ShotType
 from .widgets import MAX_FRAMES, whole
 
 VERSION = 1
-EMPTY = json.dumps({"version": VERSION, "objects": [{"id": 0, "name": "object 0", "frames": {}}]})
+EMPTY = json.dumps({"version": VERSION, "objects": [{"id": 0, "name": "object 0", "frames": {}}]},
+                   separators=(",", ":"))  # as web/editor_core.js writes it
 NAME = "SAM2Long Prompt Editor"
 
 

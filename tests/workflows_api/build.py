@@ -30,6 +30,8 @@ NODE_TYPES = {
     "SAM2LongPrompt": ([("prompts", "SAM2LONG_PROMPTS"), ("bboxes", "BBOX,BOUNDING_BOX"), ("mask", "MASK")],
                        ["object_id", "frame_index", "positive_coords", "negative_coords", "coordinates"],
                        [("prompts", "SAM2LONG_PROMPTS")]),
+    "SAM2LongPromptEditor": ([("prompts", "SAM2LONG_PROMPTS"), ("shot", "SAM2LONG_SHOT"), ("images", "IMAGE")],
+                             ["editor"], [("prompts", "SAM2LONG_PROMPTS")]),
     # The frontend puts a combo's upload button after the node's other widgets (and saves its value).
     "SAM2LongLoadShot": ([], ["video", "path", "first_frame", "frame_count", "preview_index", "upload"],
                          [("shot", "SAM2LONG_SHOT"), ("frame_count", "INT"), ("width", "INT"), ("height", "INT"),
@@ -46,7 +48,8 @@ NODE_TYPES = {
                            ["folder", "prefix", "object_ids", "mode", "first_number", "format"],
                            [("folder", "STRING")]),
 }
-OPTIONAL_SOCKETS = {("SAM2LongPrompt", "prompts"), ("SAM2LongPrompt", "bboxes"), ("SAM2LongPrompt", "mask"),
+OPTIONAL_SOCKETS = {("SAM2LongPromptEditor", "prompts"), ("SAM2LongPromptEditor", "shot"),
+                    ("SAM2LongPromptEditor", "images"), ("SAM2LongPrompt", "prompts"), ("SAM2LongPrompt", "bboxes"), ("SAM2LongPrompt", "mask"),
                     ("SAM2LongTrack", "images"), ("SAM2LongTrack", "shot"), ("SAM2LongTrack", "video"),
                     ("SAM2LongTrack", "prompts"), ("SAM2LongTrack", "state"),
                     ("SAM2LongPreview", "images"), ("SAM2LongPreview", "shot")}
@@ -63,7 +66,7 @@ WIDTH, NOTE_SIZE, GAP, TITLE = 320, (660, 200), 40, 30
 HEIGHT = {"LoadVideo": 254, "SAM2LongLoadShot": 450, "GetVideoComponents": 66, "ImageFromBatch": 82,
           "GrowMask": 82, "FeatherMask": 130, "MaskToImage": 26, "SaveImage": 260, "PreviewImage": 260,
           "SAM2LongModelLoader": 106, "SAM2LongPrompt": 194, "SAM2LongTrack": 278, "SAM2LongTrackToMask": 170,
-          "SAM2LongPreview": 260, "SAM2LongSaveMattes": 178}
+          "SAM2LongPreview": 260, "SAM2LongSaveMattes": 178, "SAM2LongPromptEditor": 520}
 
 
 def pt(x, y):
@@ -95,6 +98,18 @@ def save_mattes(id, col, track, folder, title=None):
     return N(id, "SAM2LongSaveMattes", col, title, track=track, widgets={
         "folder": folder, "prefix": "matte", "object_ids": "", "mode": "per_object", "first_number": -1,
         "format": "png"})
+
+
+def editor_state(objects):
+    """The Prompt Editor's stored JSON (nodes/editor.py): {(id, name): {frame: [(x, y, label)]}}."""
+    return json.dumps({"version": 1, "objects": [
+        {"id": i, "name": name, "frames": {str(f): {"points": [list(p) for p in pts], "box": None}
+                                            for f, pts in frames.items()}}
+        for (i, name), frames in objects.items()]}, separators=(",", ":"))  # as the editor's JS writes it
+
+
+# The roto loop's click on the girl in the demo clip (960x540), in source pixels.
+ROTO_CLICK = (394, 227)
 
 
 def prompt_w(obj, frame, pos, neg=""):
@@ -162,6 +177,19 @@ GRAPHS = {
             N(5, "SAM2LongTrack", 2, model=(3, 0), shot=(1, 0), prompts=(4, 0), widgets=TRACK),
             save_mattes(6, 3, (5, 0), "sam2long/long_shot"),
             N(7, "SAM2LongPreview", 3, track=(5, 0), shot=(1, 0), widgets=PREVIEW),
+        ]),
+    "sam2long_roto_loop": (
+        "The roto loop in one graph: click the object in the Prompt Editor's frame (left = on it, shift or "
+        "right click = not on it, drag = box; the slider picks the frame), queue, scrub the masks drawn over "
+        "the frames, click a correction where they drift, queue again. Mattes go to output/sam2long/roto/.",
+        [
+            load_shot(1, 0),
+            model_loader(2, 0),
+            N(3, "SAM2LongPromptEditor", 1, shot=(1, 0),
+              widgets={"editor": editor_state({(0, "girl"): {0: [(*ROTO_CLICK, 1)]}})}),
+            N(4, "SAM2LongTrack", 2, model=(2, 0), shot=(1, 0), prompts=(3, 0), widgets=TRACK),
+            save_mattes(5, 3, (4, 0), "sam2long/roto"),
+            N(6, "SAM2LongPreview", 3, track=(4, 0), shot=(1, 0), widgets=PREVIEW),
         ]),
     "sam2long_chunked_long_shot": (
         "A long shot in two ranges of 100 frames, each opened with Load Shot (first_frame, frame_count) and "

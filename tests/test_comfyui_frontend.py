@@ -239,3 +239,17 @@ return {value: app.graph.getNodeById(3).widgets.find(w => w.name === "editor").v
     ed = _editor(browser, 3, until=lambda e: e["mask"] == {"frame": e["frame"], "track": track})
     _button(browser, "Next frame")  # scrubbing fetches that frame's masks
     _editor(browser, 3, until=lambda e: e["mask"] == {"frame": ed["frame"] + 1, "track": track} and e["shown"])
+    changed = frontend_browser.run_js(browser, """
+const ed = app.graph.getNodeById(3).sam2longEditor, ctx = ed.canvas.getContext("2d");
+const pixels = () => ctx.getImageData(0, 0, ed.canvas.width, ed.canvas.height).data;
+ed.draw();
+const withMasks = pixels(), mask = ed.mask;
+ed.mask = null;
+ed.draw();
+const without = pixels();
+ed.mask = mask;
+ed.draw();
+let changed = 0;
+for (let i = 0; i < without.length; i += 4) changed += without[i] !== withMasks[i] || without[i + 1] !== withMasks[i + 1];
+return changed / (without.length / 4);""")
+    assert changed > 0.01, changed  # the masks are drawn over the frame (the random model's cover much of it)

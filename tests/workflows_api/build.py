@@ -273,9 +273,13 @@ def _ui(nodes, description):
         "id": max(n["id"] for n in nodes) + 1, "type": "Note", "pos": [0, TITLE], "size": list(NOTE_SIZE), "flags": {},
         "order": len(nodes), "mode": 0, "inputs": [], "outputs": [], "properties": {},
         "widgets_values": [description + "\n\nPut a SAM 2.1 checkpoint (e.g. sam2.1_hiera_large.pt) in "
-                           "ComfyUI/models/sam2 and the clip in ComfyUI/input. Prompts use normalized "
-                           "coordinates (0..1); for pixel clicks wire KJNodes' Points Editor into "
-                           "positive_coords and set coordinates to pixels. See the README, section Nodes."],
+                           "ComfyUI/models/sam2 and the clip in ComfyUI/input. " + (
+                               "The editor stores its clicks in source pixels, in the workflow. See the README, "
+                               "section Prompt Editor."
+                               if any(n["type"] == "SAM2LongPromptEditor" for n in nodes) else
+                               "Prompts use normalized coordinates (0..1); for pixel clicks wire KJNodes' Points "
+                               "Editor into positive_coords and set coordinates to pixels. See the README, "
+                               "section Nodes.")],
     })
     return {
         "last_node_id": max(n["id"] for n in ui_nodes), "last_link_id": len(links),

@@ -253,3 +253,33 @@ let changed = 0;
 for (let i = 0; i < without.length; i += 4) changed += without[i] !== withMasks[i] || without[i + 1] !== withMasks[i + 1];
 return changed / (without.length / 4);""")
     assert changed > 0.01, changed  # the masks are drawn over the frame (the random model's cover much of it)
+
+
+def test_editor_shows_the_images_of_a_run(server, browser):
+    """With an IMAGE batch instead of a shot, the editor asks for a run, then shows the batch's
+    frames (and the masks of the Track it feeds)."""
+    state = {"version": 1, "objects": [{"id": 0, "name": "object 0",
+                                        "frames": {"0": {"points": [[96, 54, 1]], "box": None}}}]}
+    api = {
+        "1": {"class_type": "LoadVideo", "inputs": {"file": "bedroom.mp4"}},
+        "2": {"class_type": "GetVideoComponents", "inputs": {"video": ["1", 0]}},
+        "3": {"class_type": "SAM2LongModelLoader", "inputs": {"ckpt_name": CKPT, "precision": "auto", "device": "auto"}},
+        "4": {"class_type": "SAM2LongPromptEditor", "inputs": {"editor": json.dumps(state), "images": ["2", 0]}},
+        "5": {"class_type": "SAM2LongTrack", "inputs": {"model": ["3", 0], "images": ["2", 0], "prompts": ["4", 0],
+                                                        "pathways": 1, "iou_threshold": 0.3, "uncertainty": 2.0,
+                                                        "direction": "forward", "start_frame": 0, "end_frame": -1}},
+        "6": {"class_type": "SAM2LongPreview", "inputs": {"track": ["5", 0], "images": ["2", 0], "opacity": 0.5,
+                                                          "object_ids": "", "show_ids": True, "preview_frames": 2}},
+    }
+    frontend_browser.close_dialogs(browser)
+    frontend_browser.run_js(browser, "app.loadApiJson(args[0], 'editor images');", api)
+    ed = _editor(browser, 4, until=lambda e: "Queue the graph once" in e["message"])
+    assert not ed["shown"]
+    before = set(get(server.url + "/history"))
+    frontend_browser.click_run(browser)
+    h = wait_history(server, _queued_id(server, browser, before))
+    assert h["status"]["status_str"] == "success", json.dumps(h["status"], indent=1)[-3000:]
+    (track,) = h["outputs"]["5"]["sam2long_track"]
+    ed = _editor(browser, 4, until=lambda e: e["shown"] and e["mask"] == {"frame": 0, "track": track})
+    assert ed["size"] == {"w": WIDTH, "h": HEIGHT} and ed["count"] == N_FRAMES
+    assert json.loads(ed["value"]) == state  # showing frames never rewrites the stored prompts

@@ -97,6 +97,13 @@ def test_place_checked_against_the_connected_frames(comfy, tmp_path):
         assert says in str(e.value) and "6 frames of 64x48" in str(e.value), str(e.value)
 
 
+def test_place_checked_against_the_connected_shot(comfy, shot_files):
+    (shot, *_), _ = run(comfy, "SAM2LongLoadShot", video="editor.mp4", first_frame=2)  # 4 frames of 64x48
+    _editor(comfy, _state(_obj(0, {"3": {"points": [[1, 1, 1]]}})), shot=shot)
+    with pytest.raises(ValueError, match="frame 4 is not in this shot.*the shot has 4 frames of 64x48"):
+        _editor(comfy, _state(_obj(0, {"4": {"points": [[1, 1, 1]]}})), shot=shot)
+
+
 # ------------------------------------------------------------------------------ routes
 
 def _input_dir():

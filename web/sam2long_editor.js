@@ -15,8 +15,11 @@ const NODE = "SAM2LongPromptEditor";
 const DISPLAY_SIDE = 768; // frames are fetched scaled down to this many pixels a side
 const POINT_RADIUS = 5;
 
-let palette = [];
-api.fetchApi("/sam2long/palette").then((r) => r.json()).then((p) => { palette = p; }).catch(() => {});
+let palette = []; // the overlay's colours by object id (sam2long/media/overlay.py), from the pack's route
+api.fetchApi("/sam2long/palette").then((r) => r.json()).then((p) => {
+  palette = p;
+  for (const n of app.graph?._nodes ?? []) n.sam2longEditor?.refresh(); // editors made before it came
+}).catch(() => {});
 
 const linkOf = (graph, id) => (graph.links?.get ? graph.links.get(id) : graph.links?.[id]);
 
@@ -203,6 +206,7 @@ class Editor {
   check() {
     const key = JSON.stringify(this.source());
     if (key === this.sourceKey) return;
+    if (this.sourceKey !== null) Object.assign(this, { trackId: null, mask: null }); // another shot's masks
     this.sourceKey = key;
     this.fetchFrame();
   }
@@ -260,15 +264,19 @@ class Editor {
     const frame = this.frame, id = this.trackId;
     if (!id) return;
     const params = new URLSearchParams({ track: id, index: frame, max: DISPLAY_SIDE });
-    const r = await api.fetchApi("/sam2long/masks?" + params);
-    if (!r.ok) {
-      if (r.status === 404) this.trackId = null; // dropped from the server's cache
+    try {
+      const r = await api.fetchApi("/sam2long/masks?" + params);
+      if (!r.ok) {
+        if (r.status === 404 && id === this.trackId) this.trackId = null; // dropped from the server's cache
+        this.mask = null;
+        return this.draw();
+      }
+      const bitmap = await createImageBitmap(await r.blob());
+      if (frame !== this.frame || id !== this.trackId) return; // scrubbed on meanwhile
+      this.mask = { frame, bitmap, track: id };
+    } catch (e) {
       this.mask = null;
-      return this.draw();
     }
-    const bitmap = await createImageBitmap(await r.blob());
-    if (frame !== this.frame || id !== this.trackId) return;
-    this.mask = { frame, bitmap, track: id };
     this.draw();
   }
 
@@ -393,7 +401,7 @@ class Editor {
 
 const STYLE = `
 .sam2long-editor { display: flex; flex-direction: column; gap: 3px; width: 100%; height: 100%; font: 11px sans-serif; color: #ccc; }
-.sam2long-row { display: flex; gap: 3px; align-items: center; }
+.sam2long-row { display: flex; flex-wrap: wrap; gap: 3px; align-items: center; }
 .sam2long-row input[type=range] { flex: 1; min-width: 40px; }
 .sam2long-row input[type=number] { width: 5em; }
 .sam2long-row select { max-width: 9em; }

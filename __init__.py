@@ -11,6 +11,7 @@ import os
 import sys
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+WEB_DIRECTORY = "./web"  # the Prompt Editor's canvas (ES modules the frontend loads)
 
 
 def _ensure_library_importable() -> None:
@@ -34,8 +35,10 @@ if ComfyExtension is not None:
 
     from .nodes import NODES
     from .nodes.paths import register_model_folder
+    from .nodes.routes import register as register_routes
 
     register_model_folder()
+    register_routes()
 
     class SAM2LongExtension(ComfyExtension):
         async def get_node_list(self):

@@ -17,7 +17,7 @@ from comfy_api.latest import io
 from sam2long.options import DIRECTIONS
 from sam2long.engine.tree import TreeConfig
 
-from . import access
+from . import access, served
 from .prompts import PromptChain, apply_prompts
 from .sockets import CATEGORY, ModelType, PromptsType, ShotType, StateType, TrackType
 from .widgets import MAX_FRAMES, real, whole
@@ -260,4 +260,6 @@ class SAM2LongTrack(io.ComfyNode):
                                              direction, start_frame, end_frame, on_step=on_step, shot=shot,
                                              spill_dir=spill_folder() if shot is not None else None)
         masks = result.union() if shot is None else result.union(first=shown, count=1)
-        return io.NodeOutput(result, masks.to(device=intermediate_device(), dtype=torch.float32), new_state)
+        # The id lets the Prompt Editor's canvas fetch this result's masks (nodes/routes.py).
+        return io.NodeOutput(result, masks.to(device=intermediate_device(), dtype=torch.float32), new_state,
+                             ui={"sam2long_track": [served.remember(result)]})

@@ -41,11 +41,15 @@ IMAGE_SIZE = os.environ.get("SAM2LONG_TEST_IMAGE_SIZE", "256")  # network input 
 OVERRIDES = {
     "sam2long_keyframe_bidirectional": {"4": {"batch_index": 4}, "6": {"frame_index": 4}},
     "sam2long_chunked_long_shot": {"1": {"first_frame": 0, "frame_count": 4}, "2": {"first_frame": 4, "frame_count": 4}},
+    # the template's click on the 960x540 demo clip, at the small clip's scale (the editor stores pixels)
+    "sam2long_roto_loop": {"3": {"editor": json.dumps({"version": 1, "objects": [
+        {"id": 0, "name": "girl", "frames": {"0": {"points": [[78.8, 45.4, 1]], "box": None}}}]})}},
 }
 # workflow -> matte folders it writes under the output folder (one matte per frame each)
 MATTES = {
     "sam2long_long_shot_to_disk": ["sam2long/long_shot/0"],
     "sam2long_chunked_long_shot": ["sam2long/chunked/0"],
+    "sam2long_roto_loop": ["sam2long/roto/0"],
 }
 
 

@@ -59,7 +59,7 @@ def test_registered(server):
     assert "IMPORT FAILED" not in log, log[-3000:]
     info = get(server.url + "/object_info")
     ours = {k: v for k, v in info.items() if k.startswith("SAM2Long")}
-    assert set(ours) == {"SAM2LongModelLoader", "SAM2LongLoadShot", "SAM2LongPrompt", "SAM2LongTrack",
+    assert set(ours) == {"SAM2LongModelLoader", "SAM2LongLoadShot", "SAM2LongPrompt", "SAM2LongPromptEditor", "SAM2LongTrack",
                          "SAM2LongTrackToMask", "SAM2LongPreview", "SAM2LongSaveMattes"}
     assert all(v["category"] == "SAM2Long" for v in ours.values())
     track = ours["SAM2LongTrack"]
@@ -290,3 +290,38 @@ def test_legitimate_and_allowed_runs_still_write_mattes(server, outside, plate_m
                                           "6": {"folder": str(plate_mount / "mattes")}}))
     assert h["status"]["status_str"] == "success", json.dumps(h["status"], indent=1)[-3000:]
     assert sorted(os.listdir(plate_mount / "mattes" / "0")) == [f"matte.{i:04d}.png" for i in range(N_FRAMES)]
+
+
+def _fetch(server, route, **query):
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{server.url}{route}?{urllib.parse.urlencode(query)}", timeout=60) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+@pytest.mark.parametrize("case", ["load_absolute", "load_climb", "load_video_climb", "load_link"])
+def test_editor_frame_route_on_the_server(server, outside, case):
+    """The Prompt Editor's routes on ComfyUI's own aiohttp server: a frame of what Load Shot may
+    read, scaled down, and Load Shot's refusal (word for word) for what it may not."""
+    import io as pyio
+
+    from PIL import Image
+
+    status, headers, body = _fetch(server, "/sam2long/frame", video="bedroom.mp4", index=N_FRAMES - 1, max=96)
+    assert status == 200 and headers["Content-Type"] == "image/jpeg"
+    assert (headers["X-SAM2Long-Width"], headers["X-SAM2Long-Height"]) == (str(WIDTH), str(HEIGHT))
+    assert headers["X-SAM2Long-Frames"] == str(N_FRAMES)
+    assert Image.open(pyio.BytesIO(body)).size == (96, round(96 * HEIGHT / WIDTH))
+    inputs = _hostile(server, outside, case)["1"]
+    status, _, body = _fetch(server, "/sam2long/frame", index=0, **inputs)
+    assert status == 403 and REFUSED in body.decode() and ALLOWED_ENV in body.decode()
+    refused = post(server.url + "/prompt", {"prompt": _shot_to_mattes(**{"1": inputs})})[1]
+    # ComfyUI gives a validate_inputs message once per input it takes, after the input's name
+    assert {e["details"].split(" - ", 1)[1] for e in refused["node_errors"]["1"]["errors"]} == {body.decode()}
+    status, _, body = _fetch(server, "/sam2long/palette")
+    assert status == 200 and len(json.loads(body)) == 12

@@ -88,7 +88,7 @@ def test_schemas_valid_and_prefixed(comfy):
         seen.add(s.node_id)
         for o in s.outputs:
             assert o.display_name, (s.node_id, o.id)
-    assert seen == {"SAM2LongModelLoader", "SAM2LongLoadShot", "SAM2LongPrompt", "SAM2LongTrack",
+    assert seen == {"SAM2LongModelLoader", "SAM2LongLoadShot", "SAM2LongPrompt", "SAM2LongPromptEditor", "SAM2LongTrack",
                     "SAM2LongTrackToMask", "SAM2LongPreview", "SAM2LongSaveMattes"}
     assert comfy.nodes.SAM2LongPreview.define_schema().is_output_node
     assert comfy.nodes.SAM2LongSaveMattes.define_schema().is_output_node
@@ -104,7 +104,13 @@ def test_entry_point_imports_as_comfyui_does(comfy):
     assert not hasattr(mod, "NODE_CLASS_MAPPINGS")  # else ComfyUI would ignore comfy_entrypoint
     ext = asyncio.run(mod.comfy_entrypoint())
     ids = [c.define_schema().node_id for c in asyncio.run(ext.get_node_list())]
-    assert len(ids) == 7 and all(i.startswith("SAM2Long") for i in ids)
+    assert len(ids) == 8 and all(i.startswith("SAM2Long") for i in ids)
+    # the Prompt Editor's canvas: ComfyUI serves WEB_DIRECTORY's .js files as frontend extensions
+    web = os.path.join(REPO, mod.WEB_DIRECTORY)
+    assert os.path.isfile(os.path.join(web, "sam2long_editor.js"))
+    import server
+
+    assert "/sam2long/frame" in server.PromptServer.instance.routes.added  # its routes, on the server
 
 
 def test_model_folder_keeps_user_entry(comfy, tmp_path):
@@ -233,7 +239,7 @@ def test_track_layouts_one_mask_per_frame(comfy, handle):
     p = _prompt(comfy)
     before = len(comfy.fake.state().progress)
     (track, masks, state), ui = run(comfy, "SAM2LongTrack", model=handle, images=imgs, prompts=p)
-    assert ui is None
+    assert list(ui) == ["sam2long_track"]  # the id the Prompt Editor fetches its masks by
     assert masks.shape == (6, 48, 64) and masks.dtype == torch.float32 and masks.device.type == "cpu"
     assert set(torch.unique(masks).tolist()) <= {0.0, 1.0}
     assert track.obj_ids == (0,) and track.num_frames == 6 and (track.height, track.width) == (48, 64)

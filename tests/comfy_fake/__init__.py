@@ -18,7 +18,7 @@ import types
 import torch
 
 MODULES = ("comfy_api", "comfy_api.latest", "comfy_api.latest._io", "comfy_api.latest._ui",
-           "folder_paths", "comfy", "comfy.utils", "comfy.model_management", "comfy.model_patcher")
+           "folder_paths", "comfy", "comfy.utils", "comfy.model_management", "comfy.model_patcher", "server")
 
 
 class State:
@@ -301,6 +301,27 @@ class VideoFromFile:
         raise AssertionError("get_components() decodes the whole video into memory")
 
 
+# ----------------------------------------------------------------------------- server
+
+def _server_module():
+    """ComfyUI's `server.PromptServer.instance.routes` (an aiohttp RouteTableDef): here it
+    only records the GET handlers added, as {path: handler} in `routes.added`."""
+    server = types.ModuleType("server")
+
+    class Routes:
+        def __init__(self):
+            self.added = {}
+
+        def get(self, path):
+            def add(handler):
+                self.added[path] = handler
+                return handler
+            return add
+
+    server.PromptServer = type("PromptServer", (), {"instance": types.SimpleNamespace(routes=Routes())})
+    return server
+
+
 # ----------------------------------------------------------------------------- install
 
 def install(models_dir: str) -> None:
@@ -327,7 +348,7 @@ def install(models_dir: str) -> None:
     sys.modules.update({
         "comfy_api": api, "comfy_api.latest": latest, "comfy_api.latest._io": io, "comfy_api.latest._ui": ui,
         "folder_paths": _folder_paths(models_dir), "comfy": comfy, "comfy.utils": utils,
-        "comfy.model_management": mm, "comfy.model_patcher": mp,
+        "comfy.model_management": mm, "comfy.model_patcher": mp, "server": _server_module(),
     })
 
 

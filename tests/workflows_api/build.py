@@ -30,6 +30,8 @@ NODE_TYPES = {
     "SAM2LongPrompt": ([("prompts", "SAM2LONG_PROMPTS"), ("bboxes", "BBOX,BOUNDING_BOX"), ("mask", "MASK")],
                        ["object_id", "frame_index", "positive_coords", "negative_coords", "coordinates"],
                        [("prompts", "SAM2LONG_PROMPTS")]),
+    "SAM2LongPromptEditor": ([("prompts", "SAM2LONG_PROMPTS"), ("shot", "SAM2LONG_SHOT"), ("images", "IMAGE")],
+                             ["editor"], [("prompts", "SAM2LONG_PROMPTS")]),
     # The frontend puts a combo's upload button after the node's other widgets (and saves its value).
     "SAM2LongLoadShot": ([], ["video", "path", "first_frame", "frame_count", "preview_index", "upload"],
                          [("shot", "SAM2LONG_SHOT"), ("frame_count", "INT"), ("width", "INT"), ("height", "INT"),
@@ -48,7 +50,8 @@ NODE_TYPES = {
                             "object_names"],
                            [("folder", "STRING")]),
 }
-OPTIONAL_SOCKETS = {("SAM2LongPrompt", "prompts"), ("SAM2LongPrompt", "bboxes"), ("SAM2LongPrompt", "mask"),
+OPTIONAL_SOCKETS = {("SAM2LongPromptEditor", "prompts"), ("SAM2LongPromptEditor", "shot"),
+                    ("SAM2LongPromptEditor", "images"), ("SAM2LongPrompt", "prompts"), ("SAM2LongPrompt", "bboxes"), ("SAM2LongPrompt", "mask"),
                     ("SAM2LongTrack", "images"), ("SAM2LongTrack", "shot"), ("SAM2LongTrack", "video"),
                     ("SAM2LongTrack", "prompts"), ("SAM2LongTrack", "state"),
                     ("SAM2LongPreview", "images"), ("SAM2LongPreview", "shot")}
@@ -65,7 +68,7 @@ WIDTH, NOTE_SIZE, GAP, TITLE = 320, (660, 200), 40, 30
 HEIGHT = {"LoadVideo": 254, "SAM2LongLoadShot": 450, "GetVideoComponents": 66, "ImageFromBatch": 82,
           "GrowMask": 82, "FeatherMask": 130, "MaskToImage": 26, "SaveImage": 260, "PreviewImage": 260,
           "SAM2LongModelLoader": 106, "SAM2LongPrompt": 194, "SAM2LongTrack": 278, "SAM2LongTrackToMask": 194,
-          "SAM2LongPreview": 260, "SAM2LongSaveMattes": 226}
+          "SAM2LongPreview": 260, "SAM2LongSaveMattes": 226, "SAM2LongPromptEditor": 520}
 
 
 def pt(x, y):
@@ -97,6 +100,18 @@ def save_mattes(id, col, track, folder, title=None):
     return N(id, "SAM2LongSaveMattes", col, title, track=track, widgets={
         "folder": folder, "prefix": "matte", "object_ids": "", "mode": "per_object", "first_number": -1,
         "format": "png", "soft": False, "object_names": ""})
+
+
+def editor_state(objects):
+    """The Prompt Editor's stored JSON (nodes/editor.py): {(id, name): {frame: [(x, y, label)]}}."""
+    return json.dumps({"version": 1, "objects": [
+        {"id": i, "name": name, "frames": {str(f): {"points": [list(p) for p in pts], "box": None}
+                                            for f, pts in frames.items()}}
+        for (i, name), frames in objects.items()]}, separators=(",", ":"))  # as the editor's JS writes it
+
+
+# The roto loop's click on the girl in the demo clip (960x540), in source pixels.
+ROTO_CLICK = (394, 227)
 
 
 def prompt_w(obj, frame, pos, neg=""):
@@ -164,6 +179,19 @@ GRAPHS = {
             N(5, "SAM2LongTrack", 2, model=(3, 0), shot=(1, 0), prompts=(4, 0), widgets=TRACK),
             save_mattes(6, 3, (5, 0), "sam2long/long_shot"),
             N(7, "SAM2LongPreview", 3, track=(5, 0), shot=(1, 0), widgets=PREVIEW),
+        ]),
+    "sam2long_roto_loop": (
+        "The roto loop in one graph: click the object in the Prompt Editor's frame (left = on it, shift or "
+        "right click = not on it, drag = box; the slider picks the frame), queue, scrub the masks drawn over "
+        "the frames, click a correction where they drift, queue again. Mattes go to output/sam2long/roto/.",
+        [
+            load_shot(1, 0),
+            model_loader(2, 0),
+            N(3, "SAM2LongPromptEditor", 1, shot=(1, 0),
+              widgets={"editor": editor_state({(0, "girl"): {0: [(*ROTO_CLICK, 1)]}})}),
+            N(4, "SAM2LongTrack", 2, model=(2, 0), shot=(1, 0), prompts=(3, 0), widgets=TRACK),
+            save_mattes(5, 3, (4, 0), "sam2long/roto"),
+            N(6, "SAM2LongPreview", 3, track=(4, 0), shot=(1, 0), widgets=PREVIEW),
         ]),
     "sam2long_chunked_long_shot": (
         "A long shot in two ranges of 100 frames, each opened with Load Shot (first_frame, frame_count) and "
@@ -247,9 +275,13 @@ def _ui(nodes, description):
         "id": max(n["id"] for n in nodes) + 1, "type": "Note", "pos": [0, TITLE], "size": list(NOTE_SIZE), "flags": {},
         "order": len(nodes), "mode": 0, "inputs": [], "outputs": [], "properties": {},
         "widgets_values": [description + "\n\nPut a SAM 2.1 checkpoint (e.g. sam2.1_hiera_large.pt) in "
-                           "ComfyUI/models/sam2 and the clip in ComfyUI/input. Prompts use normalized "
-                           "coordinates (0..1); for pixel clicks wire KJNodes' Points Editor into "
-                           "positive_coords and set coordinates to pixels. See the README, section Nodes."],
+                           "ComfyUI/models/sam2 and the clip in ComfyUI/input. " + (
+                               "The editor stores its clicks in source pixels, in the workflow. See the README, "
+                               "section Prompt Editor."
+                               if any(n["type"] == "SAM2LongPromptEditor" for n in nodes) else
+                               "Prompts use normalized coordinates (0..1); for pixel clicks wire KJNodes' Points "
+                               "Editor into positive_coords and set coordinates to pixels. See the README, "
+                               "section Nodes.")],
     })
     return {
         "last_node_id": max(n["id"] for n in ui_nodes), "last_link_id": len(links),

@@ -8,7 +8,7 @@ from comfy_api.latest import io, ui
 from sam2long.media.overlay import draw_overlay
 
 from .sockets import CATEGORY, ShotType, TrackType
-from .track import intermediate_device
+from .runtime import intermediate_device
 from .widgets import real, whole
 
 MAX_PREVIEW = 10_000

@@ -20,7 +20,7 @@ from sam2long.media.writers import CRYPTOMATTE, FORMATS as WRITER_FORMATS, open_
 from . import access
 from .preview import preview_indices
 from .sockets import CATEGORY, TrackType
-from .track import _check_interrupt
+from .runtime import check_interrupt
 from .widgets import whole
 
 MODES = ["per_object", "union"]
@@ -160,7 +160,7 @@ class SAM2LongSaveMattes(io.ComfyNode):
 
         def on_frame(j):
             pbar.update_absolute(j + 1, total)
-            _check_interrupt()
+            check_interrupt()
 
         root, previews = save_mattes(track, folder, prefix, object_ids, mode, first_number, format, on_frame,
                                      soft, object_names)

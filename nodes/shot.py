@@ -21,7 +21,7 @@ from sam2long.media.shot import Shot, fingerprint, open_shot
 
 from . import access
 from .sockets import CATEGORY, ShotType
-from .track import intermediate_device
+from .runtime import intermediate_device
 from .widgets import MAX_FRAMES, whole
 
 

@@ -6,7 +6,7 @@ import torch
 from comfy_api.latest import io
 
 from .sockets import CATEGORY, TrackType
-from .track import intermediate_device
+from .runtime import intermediate_device
 from .widgets import MAX_FRAMES, whole
 
 MODES = ["union", "per_object"]

@@ -19,6 +19,7 @@ from sam2long.engine.tree import TreeConfig
 
 from . import access, served
 from .prompts import PromptChain, apply_prompts
+from .runtime import check_interrupt, intermediate_device
 from .sockets import CATEGORY, ModelType, PromptsType, ShotType, StateType, TrackType
 from .widgets import MAX_FRAMES, real, whole
 
@@ -36,21 +37,6 @@ class ShotState:
     next_index: int
     height: int
     width: int
-
-
-def intermediate_device() -> torch.device:
-    try:
-        import comfy.model_management as mm
-
-        return mm.intermediate_device()
-    except ImportError:  # pragma: no cover
-        return torch.device("cpu")
-
-
-def _check_interrupt() -> None:
-    import comfy.model_management as mm
-
-    mm.throw_exception_if_processing_interrupted()
 
 
 def video_file(video) -> str:
@@ -252,7 +238,7 @@ class SAM2LongTrack(io.ComfyNode):
         done = [0]
 
         def on_step(_frame_idx):
-            _check_interrupt()
+            check_interrupt()
             done[0] += 1
             pbar.update_absolute(min(done[0], total), total)
 

@@ -10,6 +10,7 @@ from sam2long.media.overlay import draw_overlay
 from .sockets import CATEGORY, ShotType, TrackType
 from .runtime import intermediate_device
 from .widgets import real, whole
+from .selection import select_objects
 
 MAX_PREVIEW = 10_000
 
@@ -71,7 +72,7 @@ class SAM2LongPreview(io.ComfyNode):
             raise ValueError("SAM2Long: connect either images or shot to the Preview node (the frames the "
                              "Track node got), not both")
         opacity = real(opacity, "opacity", 0.0, 1.0)
-        ids = track.select(object_ids)
+        ids = select_objects(track, object_ids)
         shown_at = preview_indices(track.num_frames, whole(preview_frames, "preview_frames", 0, MAX_PREVIEW))
         if shot is not None:
             _check_size(shot.count, shot.height, shot.width, track, "shot")

@@ -22,6 +22,7 @@ from .preview import preview_indices
 from .sockets import CATEGORY, TrackType
 from .runtime import check_interrupt
 from .widgets import whole
+from .selection import select_objects
 
 MODES = ["per_object", "union"]
 FORMATS = list(WRITER_FORMATS)  # per-object formats, then cryptomatte
@@ -63,7 +64,7 @@ def save_mattes(track, folder: str, prefix: str = "matte", object_ids: str = "",
     if any(c in prefix for c in "/\\") or prefix in (".", ".."):
         raise ValueError(f"SAM2Long: prefix {prefix!r} must be a plain file name prefix (no folders); put "
                          "folders in 'folder'")
-    ids = track.select(object_ids)
+    ids = select_objects(track, object_ids)
     names = None
     if crypto:
         try:

@@ -8,6 +8,7 @@ from comfy_api.latest import io
 from .sockets import CATEGORY, TrackType
 from .runtime import intermediate_device
 from .widgets import MAX_FRAMES, whole
+from .selection import select_objects
 
 MODES = ["union", "per_object"]
 
@@ -18,7 +19,7 @@ def select_masks(track, object_ids: str = "", mode: str = "union", first_frame: 
     track (frame_count 0 = to the end). union: [F, H, W]; per_object: the frames of the
     first selected object, then those of the next, ... -> [F * K, H, W]. `soft`: the
     model's probability in 0..1 (the union: the largest per pixel) instead of 0/1."""
-    ids = track.select(object_ids)
+    ids = select_objects(track, object_ids)
     frames = track.frame_range(whole(first_frame, "first_frame", 0, MAX_FRAMES),
                                whole(frame_count, "frame_count", 0, MAX_FRAMES))
     first, count = frames.start, len(frames)

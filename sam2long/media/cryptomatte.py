@@ -168,7 +168,6 @@ class CryptomatteWriter:
                                          ensure_ascii=False),
         }
         self.in_flight: Path | None = None
-        self.written = 0
         self.root.mkdir(parents=True, exist_ok=True)
 
     def channel_names(self) -> list[str]:
@@ -235,7 +234,6 @@ class CryptomatteWriter:
             os.close(fd)
         os.replace(tmp, final)
         self.in_flight = None
-        self.written += 1
         return final
 
     def read(self, obj: int, frame: int, soft: bool = False) -> np.ndarray:

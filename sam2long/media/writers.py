@@ -106,7 +106,6 @@ class MatteWriter:
         self.fmt = fmt
         self.prefix = str(prefix)
         self.in_flight: Path | None = None
-        self.written = 0
         for obj in self.obj_ids:
             self._folder(obj).mkdir(parents=True, exist_ok=True)
 
@@ -141,7 +140,6 @@ class MatteWriter:
                 os.close(fd)
         os.replace(tmp, final)
         self.in_flight = None
-        self.written += 1
         return final
 
     def write_frame(self, frame: int, mattes: dict, shape) -> list[Path]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from comfy_api.latest import io
 from sam2long.options import DIRECTIONS
-from sam2long.engine.tree import TreeConfig
+from sam2long.engine.tree import MAX_IOU_THRESHOLD, MAX_PATHWAYS, MAX_UNCERTAINTY, TreeConfig
 
 from . import access, served
 from .prompts import PromptChain, apply_prompts
@@ -23,8 +23,6 @@ from .runtime import check_interrupt, intermediate_device
 from .sockets import CATEGORY, ModelType, PromptsType, ShotType, StateType, TrackType
 from .widgets import MAX_FRAMES, real, whole
 
-MAX_PATHWAYS = 16
-MAX_UNCERTAINTY = 100.0
 SOFT_BITS = 8  # tracks keep each object's probability too (soft mattes), quantised to 8 bits
 
 
@@ -123,7 +121,7 @@ def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | 
     if state is None:  # a continued chunk keeps the tree of the state it continues
         try:
             tree = TreeConfig(pathways=whole(pathways, "pathways", 1, MAX_PATHWAYS),
-                              iou_threshold=real(iou_threshold, "iou_threshold", 0.0, 1.0),
+                              iou_threshold=real(iou_threshold, "iou_threshold", 0.0, MAX_IOU_THRESHOLD),
                               uncertainty=real(uncertainty, "uncertainty", 0.0, MAX_UNCERTAINTY))
         except ValueError as e:
             raise ValueError(e if str(e).startswith("SAM2Long:") else f"SAM2Long: {e}") from None
@@ -190,7 +188,7 @@ class SAM2LongTrack(io.ComfyNode):
                                             "continues that shot (forward only)."),
                 io.Int.Input("pathways", default=TreeConfig.pathways, min=1, max=MAX_PATHWAYS,
                              tooltip="Memory pathways kept alive (SAM2Long P). 1 keeps a single history but still uses SAM2Long's memory selection and key modulation."),
-                io.Float.Input("iou_threshold", default=TreeConfig.iou_threshold, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("iou_threshold", default=TreeConfig.iou_threshold, min=0.0, max=MAX_IOU_THRESHOLD, step=0.01,
                                tooltip="Frames whose predicted IoU is below this are not used as memory."),
                 io.Float.Input("uncertainty", default=TreeConfig.uncertainty, min=0.0, max=MAX_UNCERTAINTY, step=0.1,
                                tooltip="Uncertainty threshold: below it, pathways pick distinct masks."),

@@ -433,3 +433,20 @@ def test_whole_and_real_accept_what_comfyui_sends(comfy):
     for bad in (True, "3", None, torch.tensor(1)):
         with pytest.raises(ValueError):
             whole(bad, "n", 0, 5)
+
+
+def test_track_widgets_offer_only_what_the_library_accepts(comfy):
+    """The Track node's tree widgets take their defaults and bounds from the library's own."""
+    from nodes.track import SAM2LongTrack
+    from sam2long.engine.tree import TreeConfig
+
+    inputs = {i.id: i for i in SAM2LongTrack.define_schema().inputs}
+    for name in ("pathways", "iou_threshold", "uncertainty"):
+        widget = inputs[name]
+        assert widget.default == getattr(TreeConfig, name), name
+        low, high = widget.extra["min"], widget.extra["max"]
+        for value in (low, high):
+            TreeConfig(**{name: value})  # the widget's ends are accepted
+        step = 1 if name == "pathways" else 1e-6
+        with pytest.raises(ValueError):
+            TreeConfig(**{name: high + step})  # and nothing beyond them

@@ -19,6 +19,11 @@ import torch
 LOG_EPS = 1e-5
 PROMPT_SCORE = 10.0  # object score given to prompt (conditioning) memories for modulation
 
+# The ranges every front end offers and the library accepts (the widgets' min/max come from here).
+MAX_PATHWAYS = 16  # each pathway is a memory bank per object in every batched step; the paper uses 3
+MAX_IOU_THRESHOLD = 0.99  # below 1: at 1 no predicted IoU could ever enter memory
+MAX_UNCERTAINTY = 100.0  # object logits stay far inside this; SAM 2's "no object" is -1024
+
 
 @dataclass(frozen=True)
 class TreeConfig:
@@ -39,12 +44,12 @@ class TreeConfig:
     reliability: str = "iou"
 
     def __post_init__(self):
-        if not isinstance(self.pathways, int) or self.pathways < 1:
-            raise ValueError(f"pathways must be a whole number >= 1, got {self.pathways!r}")
-        if not 0.0 <= self.iou_threshold < 1.0:
-            raise ValueError(f"iou_threshold must be in [0, 1), got {self.iou_threshold!r}")
-        if not 0 <= self.uncertainty < math.inf:  # nan fails this too
-            raise ValueError(f"uncertainty must be a finite number >= 0, got {self.uncertainty!r}")
+        if not isinstance(self.pathways, int) or not 1 <= self.pathways <= MAX_PATHWAYS:
+            raise ValueError(f"pathways must be a whole number from 1 to {MAX_PATHWAYS}, got {self.pathways!r}")
+        if not 0.0 <= self.iou_threshold <= MAX_IOU_THRESHOLD:  # nan fails this too
+            raise ValueError(f"iou_threshold must be in [0, {MAX_IOU_THRESHOLD}], got {self.iou_threshold!r}")
+        if not 0 <= self.uncertainty <= MAX_UNCERTAINTY:
+            raise ValueError(f"uncertainty must be a number from 0 to {MAX_UNCERTAINTY:g}, got {self.uncertainty!r}")
         low, high = self.modulation_range
         if not 0 < low <= high:
             raise ValueError(f"modulation_range must satisfy 0 < low <= high, got {self.modulation_range!r}")

@@ -20,8 +20,13 @@ def select_masks(track, object_ids: str = "", mode: str = "union", first_frame: 
     first selected object, then those of the next, ... -> [F * K, H, W]. `soft`: the
     model's probability in 0..1 (the union: the largest per pixel) instead of 0/1."""
     ids = select_objects(track, object_ids)
-    frames = track.frame_range(whole(first_frame, "first_frame", 0, MAX_FRAMES),
-                               whole(frame_count, "frame_count", 0, MAX_FRAMES))
+    try:
+        frames = track.frame_range(whole(first_frame, "first_frame", 0, MAX_FRAMES),
+                                   whole(frame_count, "frame_count", 0, MAX_FRAMES))
+    except ValueError as e:
+        if str(e).startswith("SAM2Long:"):  # a widget's own message
+            raise
+        raise ValueError(f"SAM2Long: {e} (first_frame, frame_count)") from None
     first, count = frames.start, len(frames)
     if mode == "union":
         out = track.union_soft(ids, first, count) if soft else track.union(ids, first, count)

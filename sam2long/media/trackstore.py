@@ -124,12 +124,12 @@ class _Reading(abc.ABC):
         """Positions first..first+count-1 (count 0 = to the end), checked against the track."""
         first, count = int(first), int(count)
         if count < 0 or not 0 <= first < self.num_frames:
-            raise ValueError(f"SAM2Long: frame range {first} (+{count}) is outside this track, which has "
-                             f"frames 0..{self.num_frames - 1}; first_frame counts from the track's first frame")
+            raise ValueError(f"frame range {first} (+{count}) is outside this track, which has "
+                             f"frames 0..{self.num_frames - 1}; the first frame counts from the track's first frame")
         end = self.num_frames if count == 0 else first + count
         if end > self.num_frames:
-            raise ValueError(f"SAM2Long: frames {first}..{end - 1} run past the end of this track "
-                             f"(frames 0..{self.num_frames - 1}); lower frame_count or set it to 0 (= to the end)")
+            raise ValueError(f"frames {first}..{end - 1} run past the end of this track "
+                             f"(frames 0..{self.num_frames - 1}); ask for fewer frames, or 0 (= to the end)")
         return range(first, end)
 
     def mask(self, obj_id: int, j: int) -> np.ndarray:
@@ -243,7 +243,7 @@ class TrackBuilder:
     def __init__(self, num_frames: int, height: int, width: int, first_index: int = 0,
                  first_number: int | None = None, padding: int = 4, soft_bits: int = 0):
         if soft_bits not in SOFT_BITS:
-            raise ValueError(f"SAM2Long: soft mattes are kept with 8 or 16 bits (0 = none), got {soft_bits!r}")
+            raise ValueError(f"soft mattes are kept with 8 or 16 bits (0 = none), got {soft_bits!r}")
         self.n, self.h, self.w, self.first = int(num_frames), int(height), int(width), int(first_index)
         self.first_number = self.first if first_number is None else int(first_number)
         self.padding = int(padding)
@@ -274,10 +274,10 @@ class TrackBuilder:
         if not 0 <= j < self.n:
             return
         if tuple(masks.shape[-2:]) != (self.h, self.w):
-            raise ValueError(f"SAM2Long: engine returned masks of size {tuple(masks.shape[-2:])}, "
+            raise ValueError(f"engine returned masks of size {tuple(masks.shape[-2:])}, "
                              f"expected the source size {(self.h, self.w)}")
         if self.soft_bits and (logits is None or tuple(logits.shape) != tuple(masks.shape)):
-            raise ValueError("SAM2Long: a track keeping soft mattes needs the frame's logits at source size "
+            raise ValueError("a track keeping soft mattes needs the frame's logits at source size "
                              "(propagate with return_logits=True)")
         for k, oid in enumerate(obj_ids):
             oid = int(oid)

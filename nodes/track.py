@@ -9,7 +9,10 @@ Load Shot's fingerprint, which re-runs this node.
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +27,28 @@ from .widgets import MAX_FRAMES, real, whole
 
 MAX_PATHWAYS = 16
 MAX_UNCERTAINTY = 100.0
+
+log = logging.getLogger("SAM2Long")
+
+# Resuming a re-queued shot (issue 20): snapshots every SNAPSHOT_EVERY frames, at most
+# SNAPSHOTS_KEPT per run (the spacing doubles beyond, see SnapshotDir), for the last
+# RESUMABLE_RUNS runs within a disk budget. Measured in bench/RESULTS.md ("Resume").
+SNAPSHOT_EVERY = 32
+SNAPSHOTS_KEPT = 16
+RESUMABLE_RUNS = 8
+SNAPSHOT_DISK_BUDGET = 4 << 30
+
+
+def _run_cache():
+    from sam2long.media.runcache import RunCache
+
+    global _RUNS
+    if _RUNS is None:
+        _RUNS = RunCache(RESUMABLE_RUNS, SNAPSHOT_DISK_BUDGET)
+    return _RUNS
+
+
+_RUNS = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,12 +183,15 @@ def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | 
             builder = TrackBuilder(n, h, w, first_index=first)
         if has_prompts:
             builder.ensure_objects(prompts.obj_ids)
-        first_tracked = None
+        first_tracked, keep = None, {}
         try:
+            if shot is not None and state is None:  # a new run of a shot: resume an earlier one?
+                tracker, first_tracked, keep = _resume(model_handle, model, tracker, prompts, shot, tree,
+                                                       direction, first, first + start, first + end, builder)
             # A range of a longer file: SAM 2 would see the whole file (pointer positions).
             shot_length = shot.total if shot is not None else None
             for r in tracker.propagate(frames, direction=direction, start=first + start, end=first + end,
-                                       on_step=on_step, shot_length=shot_length):
+                                       on_step=on_step, shot_length=shot_length, **keep.get("propagate", {})):
                 builder.add(r.frame_idx, r.obj_ids, r.masks, r.object_scores)
                 if first_tracked is None:
                     first_tracked = r.frame_idx - first
@@ -171,7 +199,58 @@ def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | 
             builder.abort()
             raise
         new_state = ShotState(state=tracker.state(), next_index=first + end + 1, height=h, width=w)
-    return builder.build(), new_state, start if first_tracked is None else first_tracked
+        result = builder.build()
+        if "run" in keep:
+            keep["run"].track, keep["run"].first_tracked = result, first_tracked
+            _run_cache().add(keep["run"])
+    return result, new_state, start if first_tracked is None else first_tracked
+
+
+def _resume(model_handle, model, tracker, prompts, shot, tree, direction, first, start, end, builder):
+    """For a forward run of a shot: when an earlier run of the same model, frames, range and
+    tree is cached, continue from its last snapshot that the changed prompts cannot affect,
+    with the masks before it taken from that run. Keeps snapshots for the next time.
+    -> (tracker to propagate, first position tracked so far or None, what to keep)"""
+    from sam2long import Tracker
+    from sam2long.engine.snapshots import SnapshotDir, prompt_digests
+    from sam2long.media.runcache import StoredRun
+    from sam2long.media.trackstore import reuse_frames
+
+    if direction != "forward":
+        log.info("SAM2Long Track: tracking %s from the start (corrections resume forward runs only)", direction)
+        return tracker, None, {}
+    key = (model.variant, model.image_size, str(model.device), model.precision, shot.path, shot.fingerprint,
+           shot.start, shot.count, shot.total, start, end, tree)
+    digests = prompt_digests(tracker.prompts)
+    store = SnapshotDir(builder.folder / "snapshots", max_kept=SNAPSHOTS_KEPT)
+    keep = {"propagate": {"snapshot_every": SNAPSHOT_EVERY, "snapshot_dir": store},
+            "run": StoredRun(key, weakref.ref(model_handle), None, store, digests, None)}
+    stored = _run_cache().find(key, model_handle)
+    at = None if stored is None else stored.resume_point(digests)
+    if at is None:
+        if stored is not None:
+            log.info("SAM2Long Track: a prompt changed before the first snapshot; tracking from the start")
+        return tracker, None, keep
+    try:
+        snap = stored.snapshots.load(at, model.device)
+    except (OSError, ValueError, RuntimeError) as e:  # removed or damaged on disk
+        log.warning("SAM2Long Track: the snapshot at frame %d cannot be read (%s); tracking from the start",
+                    at - first, e)
+        _run_cache().drop(stored)
+        return tracker, None, keep
+    resumed = Tracker.from_snapshot(model, snap, copy_snapshot=False)
+    apply_prompts(resumed, prompts, first, shot.count, shot.height, shot.width)
+    reuse_frames(builder, stored.track, range(snap.head - first))
+    for f in stored.snapshots.frames():  # the earlier snapshots still hold for the new prompts
+        if f <= at:
+            try:
+                os.link(stored.snapshots.path(f), store.path(f))
+            except OSError:
+                shutil.copyfile(stored.snapshots.path(f), store.path(f))
+    log.info("SAM2Long Track: prompts unchanged before frame %d: resuming from the snapshot at frame %d "
+             "(%d frames reused, %d to track)", at - first, at - first, snap.head - first, end - snap.head + 1)
+    old_first = stored.first_tracked
+    return resumed, old_first if old_first is not None and old_first < snap.head - first else None, keep
 
 
 class SAM2LongTrack(io.ComfyNode):
@@ -250,10 +329,14 @@ class SAM2LongTrack(io.ComfyNode):
         pbar = comfy.utils.ProgressBar(total)
         done = [0]
 
-        def on_step(_frame_idx):
+        # A resumed forward run of a shot starts late: show where it is, not how many it did.
+        base = shot.start + start if shot is not None and state is None and direction == "forward" else None
+
+        def on_step(frame_idx):
             _check_interrupt()
             done[0] += 1
-            pbar.update_absolute(min(done[0], total), total)
+            at = done[0] if base is None else max(done[0], frame_idx - base + 1)
+            pbar.update_absolute(min(at, total), total)
 
         result, new_state, shown = run_track(model, images, prompts, state, pathways, iou_threshold, uncertainty,
                                              direction, start_frame, end_frame, on_step=on_step, shot=shot,

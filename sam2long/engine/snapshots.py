@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,22 +88,38 @@ def load_snapshot(path, device=None) -> Snapshot:
 
 
 class SnapshotDir:
-    """A run's snapshots, `frame_0001200.pt` = the snapshot that continues at frame 1200."""
+    """A run's snapshots, `frame_0001200.pt` = the snapshot that continues at frame 1200.
 
-    def __init__(self, folder):
+    With `max_kept`, disk stays bounded on any length of shot: once more are kept, the
+    spacing doubles (every 2K frames, then 4K...) and the snapshots off it are deleted,
+    so a correction anywhere re-tracks at most about length / (max_kept / 2) frames."""
+
+    def __init__(self, folder, max_kept: int | None = None):
+        if max_kept is not None and max_kept < 2:
+            raise ValueError(f"max_kept must be >= 2 or None, got {max_kept!r}")
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.max_kept = max_kept
+        self.spacing = 1  # multiplies the tracker's snapshot_every after thinning
         self.seconds = 0.0  # time spent writing, for the cost figures
         self.written = 0  # bytes written
 
     def path(self, next_frame: int) -> Path:
         return self.folder / f"frame_{next_frame:07d}.pt"
 
-    def save(self, snapshot: Snapshot) -> None:
-        import time
+    def due(self, next_frame: int, every: int) -> bool:
+        return next_frame % (every * self.spacing) == 0
 
+    def save(self, snapshot: Snapshot, every: int = 1) -> None:
         t0 = time.perf_counter()
         self.written += save_snapshot(snapshot, self.path(snapshot.next_frame))
+        kept = self.frames()
+        while self.max_kept is not None and len(kept) > self.max_kept:
+            self.spacing *= 2
+            for f in kept:
+                if f % (every * self.spacing):
+                    self.path(f).unlink()
+            kept = self.frames()
         self.seconds += time.perf_counter() - t0
 
     def frames(self) -> list[int]:

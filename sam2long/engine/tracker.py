@@ -107,15 +107,16 @@ class Tracker:
         return tracker
 
     @classmethod
-    def from_snapshot(cls, model: LoadedModel, snapshot) -> "Tracker":
+    def from_snapshot(cls, model: LoadedModel, snapshot, copy_snapshot: bool = True) -> "Tracker":
         """A tracker that continues the pass of `snapshot` (a `Snapshot` or its file, see
         `propagate(snapshot_every=...)`). Add every prompt of the run first (the same ones
         on the frames before `snapshot.next_frame`, any on later frames), then call
         `propagate` with the same frames, direction and range: it yields the frames from
-        `snapshot.head` on, exactly as the uninterrupted run with these prompts would."""
-        if isinstance(snapshot, Snapshot):
+        `snapshot.head` on, exactly as the uninterrupted run with these prompts would.
+        `copy_snapshot=False` uses a `Snapshot` object as it is (it is then used up)."""
+        if isinstance(snapshot, Snapshot) and copy_snapshot:
             snapshot = copy.deepcopy(snapshot)  # the caller's snapshot stays reusable
-        else:
+        elif not isinstance(snapshot, Snapshot):
             snapshot = load_snapshot(snapshot, model.device)
         if (snapshot.variant, snapshot.image_size) != (model.variant, model.image_size):
             raise ValueError(
@@ -159,8 +160,8 @@ class Tracker:
 
         `snapshot_every` K with `snapshot_dir` (a folder, or a `SnapshotDir`): after each
         frame whose next frame is a multiple of K, a `Snapshot` that continues at that next
-        frame is saved there (one direction only, not "both"). Resume from one with
-        `Tracker.from_snapshot`."""
+        frame is saved there (one direction only, not "both"; a `SnapshotDir` with
+        `max_kept` thins them out on long shots). Resume from one with `Tracker.from_snapshot`."""
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
         snapshots = None
@@ -280,10 +281,10 @@ class Tracker:
             if on_step is not None:
                 on_step(t)
             yield from self._hand_out(waiting, tree_step.outputs, return_logits, finished=False)
-            if snapshots is not None and run.next_frame % snapshots[0] == 0 and t != stop:
+            if snapshots is not None and snapshots[1].due(run.next_frame, snapshots[0]) and t != stop:
                 if digests is None:  # the prompts do not change during a pass
                     digests = prompt_digests(self.prompts)
-                snapshots[1].save(self._snapshot(tree_step.outputs, waiting, stop, digests))
+                snapshots[1].save(self._snapshot(tree_step.outputs, waiting, stop, digests), snapshots[0])
         tree_step.finish()  # end of the frames: the best pathways are read back
         yield from self._hand_out(waiting, tree_step.outputs, return_logits, finished=True)
 

@@ -281,3 +281,24 @@ class SpillBuilder(TrackBuilder):
 
     def abort(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def reuse_frames(builder: SpillBuilder, track: SpilledTrack, positions) -> None:
+    """Give `builder` the masks of `positions` from an earlier track of the same frames,
+    as hard links to its files (no copy; a copy where links are not possible)."""
+    import os
+
+    for obj_id in track.obj_ids:
+        builder._obj(obj_id)
+        for j in positions:
+            if not track.present[obj_id][j]:
+                continue
+            old = spill_path(track.folder, obj_id, j)
+            for src in old.parent.glob(old.stem + ".*"):  # every file the store keeps for the mask
+                dst = builder.folder / str(obj_id) / src.name
+                try:
+                    os.link(src, dst)
+                except OSError:
+                    shutil.copyfile(src, dst)
+            builder._present[obj_id][j] = True
+            builder._scores[obj_id][j] = track.scores[obj_id][j]

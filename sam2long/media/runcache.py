@@ -1,0 +1,62 @@
+"""Earlier streamed runs kept for resuming: a correction re-tracks only what it changes.
+
+A `StoredRun` is a spilled track with the tracker snapshots kept beside its masks (in
+`<track folder>/snapshots`) and a digest of the prompts it was tracked with. `RunCache`
+keeps the last few, newest last, within a disk budget for their snapshots; the oldest
+are dropped first (their snapshots deleted at once; their masks go with the track when
+nothing reads it any more, or at exit, as every spill folder does).
+"""
+
+from __future__ import annotations
+
+import shutil
+import weakref
+from dataclasses import dataclass, field
+
+from ..engine.snapshots import SnapshotDir, first_change
+
+
+@dataclass(eq=False)
+class StoredRun:
+    key: tuple  # what a resumed run must share: model, source, range, tree settings, direction
+    model: weakref.ref  # the model object it was tracked with (never kept alive by the cache)
+    track: object  # the SpilledTrack
+    snapshots: SnapshotDir
+    digests: dict  # frame -> prompt digest (engine frames)
+    first_tracked: int | None  # first position with output, as run_track reports it
+    extra: dict = field(default_factory=dict)
+
+    def resume_point(self, digests: dict) -> int | None:
+        """The frame of the last snapshot that the prompts `digests` cannot affect: every
+        changed prompt lies at or after it (None: no snapshot can be used)."""
+        change = first_change(self.digests, digests)
+        usable = [f for f in self.snapshots.frames() if change is None or f <= change]
+        return usable[-1] if usable else None
+
+
+class RunCache:
+    def __init__(self, max_runs: int = 8, disk_budget: int = 4 << 30):
+        self.max_runs, self.disk_budget = max_runs, disk_budget
+        self._runs: list[StoredRun] = []
+
+    def find(self, key: tuple, model) -> StoredRun | None:
+        """The newest run with `key` tracked by this very model object."""
+        for run in reversed(self._runs):
+            if run.key == key and run.model() is model:
+                return run
+        return None
+
+    def add(self, run: StoredRun) -> None:
+        self._runs.append(run)
+        while self._runs and (len(self._runs) > self.max_runs or self.nbytes() > self.disk_budget):
+            self.drop(self._runs[0])
+
+    def drop(self, run: StoredRun) -> None:
+        self._runs.remove(run)
+        shutil.rmtree(run.snapshots.folder, ignore_errors=True)
+
+    def nbytes(self) -> int:
+        return sum(r.snapshots.nbytes() for r in self._runs)
+
+    def __len__(self) -> int:
+        return len(self._runs)

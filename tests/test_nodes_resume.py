@@ -1,0 +1,137 @@
+"""Track re-queued with a late correction (issue 20), through the fake ComfyUI: it resumes
+from the last snapshot the correction cannot affect, tracks fewer frames, and its masks
+equal a fresh run's with all the prompts; other directions track from the start and say
+so; the cache of earlier runs stays bounded."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from test_nodes import _prompt, comfy, handle, run  # noqa: F401  (module-scoped fixtures)
+from test_nodes_longshot import _clip, _dirs, _write_mp4
+
+N = 22
+
+
+@pytest.fixture(scope="module")
+def shot(comfy):
+    os.makedirs(_dirs()[0], exist_ok=True)
+    _write_mp4(os.path.join(_dirs()[0], "resume.mp4"), _clip(N, seed=4))
+    (s, *_), _ = run(comfy, "SAM2LongLoadShot", video="resume.mp4")
+    return s
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Frames the core encodes (one per frame tracked), and small snapshot settings."""
+    import nodes.track as track_node
+    from sam2long.engine.core import InferenceCore
+
+    monkeypatch.setattr(track_node, "SNAPSHOT_EVERY", 4)
+    monkeypatch.setattr(track_node, "_RUNS", None)
+    encoded = []
+    orig = InferenceCore.encode_image
+
+    def spy(self, image):
+        encoded.append(1)
+        return orig(self, image)
+
+    monkeypatch.setattr(InferenceCore, "encode_image", spy)
+    return encoded
+
+
+def _same(a, b):
+    assert a.obj_ids == b.obj_ids
+    assert torch.equal(a.union(), b.union())
+    for o in a.obj_ids:
+        assert np.array_equal(a.present[o], b.present[o])
+        assert np.array_equal(a.scores[o], b.scores[o], equal_nan=True)
+        assert torch.equal(a.object_masks(o), b.object_masks(o))
+
+
+def _fresh(comfy, handle, shot, prompts, monkeypatch, **kw):
+    import nodes.track as track_node
+
+    monkeypatch.setattr(track_node, "_RUNS", None)  # nothing to resume from
+    (t, masks, _), _ = run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=prompts, **kw)
+    return t, masks
+
+
+@pytest.mark.parametrize("pathways", [1, 3])
+def test_requeue_with_a_late_correction_resumes(comfy, handle, shot, counted, monkeypatch, caplog, pathways):
+    p1 = _prompt(comfy, positive_coords='[{"x": 12, "y": 22}]')
+    p1 = _prompt(comfy, prompts=p1, object_id=1, frame_index=2, positive_coords='[{"x": 40, "y": 30}]')
+    (t1, _, _), _ = run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p1, pathways=pathways)
+    assert len(counted) == N
+    p2 = _prompt(comfy, prompts=p1, frame_index=17, positive_coords='[{"x": 50, "y": 20}]')
+    counted.clear()
+    with caplog.at_level(logging.INFO, logger="SAM2Long"):
+        (t2, m2, _), _ = run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p2, pathways=pathways)
+    assert "resuming from the snapshot at frame 16" in caplog.text
+    assert len(counted) == N - 16  # frames 16..21, from the snapshot that continues at frame 16
+    fresh, fresh_masks = _fresh(comfy, handle, shot, p2, monkeypatch, pathways=pathways)
+    _same(t2, fresh)
+    assert torch.equal(m2, fresh_masks)
+    assert not torch.equal(t1.union(), fresh.union())  # the correction changed something
+    # The resumed track outlives the earlier one's folder (its masks are links of its own).
+    t1.remove()
+    assert not t1.folder.exists()
+    _same(t2, fresh)
+
+
+def test_a_second_correction_earlier_resumes_from_an_earlier_snapshot(comfy, handle, shot, counted,
+                                                                      monkeypatch):
+    p1 = _prompt(comfy, positive_coords='[{"x": 12, "y": 22}]')
+    run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p1)
+    p2 = _prompt(comfy, prompts=p1, frame_index=18, positive_coords='[{"x": 50, "y": 20}]')
+    run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p2)
+    p3 = _prompt(comfy, prompts=p2, frame_index=9, positive_coords='[{"x": 30, "y": 20}]')
+    counted.clear()
+    (t3, _, _), _ = run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p3)
+    assert len(counted) == N - 8  # the snapshot at 8 was linked into the second run's store
+    _same(t3, _fresh(comfy, handle, shot, p3, monkeypatch)[0])
+
+
+def test_what_cannot_resume_tracks_from_the_start(comfy, handle, shot, counted, monkeypatch, caplog):
+    p1 = _prompt(comfy, positive_coords='[{"x": 12, "y": 22}]', frame_index=3)
+    p2 = _prompt(comfy, prompts=p1, frame_index=15, positive_coords='[{"x": 50, "y": 20}]')
+    with caplog.at_level(logging.INFO, logger="SAM2Long"):
+        run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p1, direction="both")
+        counted.clear()
+        run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p2, direction="both")
+    assert "tracking both from the start" in caplog.text and len(counted) == (N - 3) + 4
+    # A changed tree setting is another key: from the start.
+    run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p1)
+    counted.clear()
+    (t, _, _), _ = run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p2, iou_threshold=0.5)
+    assert len(counted) == N - 3
+    # A prompt changed before the first snapshot (frame 3 < 4): from the start, and said so.
+    p3 = _prompt(comfy, positive_coords='[{"x": 14, "y": 22}]', frame_index=3)
+    counted.clear()
+    with caplog.at_level(logging.INFO, logger="SAM2Long"):
+        run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p3)
+    assert "before the first snapshot" in caplog.text and len(counted) == N - 3
+
+
+def test_run_cache_is_bounded(comfy, handle, shot, counted, monkeypatch):
+    from nodes import track as track_node
+
+    monkeypatch.setattr(track_node, "RESUMABLE_RUNS", 2)
+    p = _prompt(comfy, positive_coords='[{"x": 12, "y": 22}]')
+    tracks = [run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p, iou_threshold=v)[0][0]
+              for v in (0.1, 0.2, 0.3)]
+    cache = track_node._run_cache()
+    assert len(cache) == 2
+    # The oldest run's snapshots are deleted at once; its masks stay while its track is alive.
+    assert not (tracks[0].folder / "snapshots").exists() and tracks[0].union().shape[0] == N
+    assert all((t.folder / "snapshots").is_dir() for t in tracks[1:])
+    # A disk budget smaller than one run keeps none.
+    monkeypatch.setattr(track_node, "_RUNS", None)
+    monkeypatch.setattr(track_node, "SNAPSHOT_DISK_BUDGET", 1)
+    run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p)
+    assert len(track_node._run_cache()) == 0

@@ -27,6 +27,8 @@ from .widgets import MAX_FRAMES, real, whole
 
 MAX_PATHWAYS = 16
 MAX_UNCERTAINTY = 100.0
+MAX_PUSH_AGREE = 100
+PUSH_IOU = 0.9  # a pushed-back mask "agrees" with the forward one from this IoU on
 
 log = logging.getLogger("SAM2Long")
 
@@ -117,12 +119,14 @@ def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | 
               state: ShotState | None = None, pathways: int = TreeConfig.pathways,
               iou_threshold: float = TreeConfig.iou_threshold, uncertainty: float = TreeConfig.uncertainty,
               direction: str = "forward", start_frame: int = 0, end_frame: int = -1,
-              on_step=None, shot=None, spill_dir: str | None = None):
+              on_step=None, shot=None, spill_dir: str | None = None, push_back: int = 0):
     """Track and return (track, ShotState, index of the first frame tracked). Frame numbers
     are local to the batch or the shot's range. From `images` the track is kept in memory;
     from a `shot` (sam2long.media.shot.Shot) frames are streamed and masks spilled to `spill_dir`."""
     from sam2long import TensorFrames, Tracker, TreeConfig
     from sam2long.media.trackstore import SpillBuilder, TrackBuilder
+
+    push_back = whole(push_back, "push_back", 0, MAX_PUSH_AGREE)
 
     if shot is not None:
         n, h, w = shot.count, shot.height, shot.width
@@ -187,7 +191,8 @@ def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | 
         try:
             if shot is not None and state is None:  # a new run of a shot: resume an earlier one?
                 tracker, first_tracked, keep = _resume(model_handle, model, tracker, prompts, shot, tree,
-                                                       direction, first, first + start, first + end, builder)
+                                                       direction, first, first + start, first + end, builder,
+                                                       push_back)
             # A range of a longer file: SAM 2 would see the whole file (pointer positions).
             shot_length = shot.total if shot is not None else None
             for r in tracker.propagate(frames, direction=direction, start=first + start, end=first + end,
@@ -195,6 +200,13 @@ def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | 
                 builder.add(r.frame_idx, r.obj_ids, r.masks, r.object_scores)
                 if first_tracked is None:
                     first_tracked = r.frame_idx - first
+            if push_back and state is None and direction == "forward":
+                pushed = _push_back(model, tree, tracker.prompts, shot, images, first, first + start, first + end,
+                                    builder, push_back, keep.get("since"), on_step)
+                if "run" in keep:
+                    keep["run"].extra["pushed"] = {**keep.get("pushed_before", {}), **pushed}
+            elif push_back:
+                log.info("SAM2Long Track: push_back works on forward runs without a state input; not pushed")
         except BaseException:  # interrupted or failed: nothing half-done is kept
             builder.abort()
             raise
@@ -206,7 +218,26 @@ def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | 
     return result, new_state, start if first_tracked is None else first_tracked
 
 
-def _resume(model_handle, model, tracker, prompts, shot, tree, direction, first, start, end, builder):
+def _push_back(model, tree, prompts, shot, images, first, start, end, builder, agree, since, on_step):
+    """Push the corrections backward (engine/pushback.py) into `builder`, those at or after
+    `since` (a resumed run; None: all). -> (obj_id, prompt frame) -> first frame replaced"""
+    from sam2long import TensorFrames
+    from sam2long.engine.pushback import push_back
+    from sam2long.media.trackstore import built_mask, replace_frame
+
+    source = shot.frames(first) if shot is not None else TensorFrames(images, first_index=first)
+    pushed, replaced = {}, 0
+    for t, obj_id, mask, score, frame in push_back(
+            model, tree, prompts, source, lambda o, t: built_mask(builder, o, t - first), agree, PUSH_IOU, since=since,
+            within=(start, end), shot_length=shot.total if shot is not None else None, on_step=on_step):
+        replace_frame(builder, t, obj_id, mask, score)
+        pushed[(obj_id, frame)] = min(t, pushed.get((obj_id, frame), t))
+        replaced += 1
+    log.info("SAM2Long Track: %d correction(s) pushed back, %d masks replaced", len(pushed), replaced)
+    return pushed
+
+
+def _resume(model_handle, model, tracker, prompts, shot, tree, direction, first, start, end, builder, push_back):
     """For a forward run of a shot: when an earlier run of the same model, frames, range and
     tree is cached, continue from its last snapshot that the changed prompts cannot affect,
     with the masks before it taken from that run. Keeps snapshots for the next time.
@@ -220,7 +251,7 @@ def _resume(model_handle, model, tracker, prompts, shot, tree, direction, first,
         log.info("SAM2Long Track: tracking %s from the start (corrections resume forward runs only)", direction)
         return tracker, None, {}
     key = (model.variant, model.image_size, str(model.device), model.precision, shot.path, shot.fingerprint,
-           shot.start, shot.count, shot.total, start, end, tree)
+           shot.start, shot.count, shot.total, start, end, tree, push_back)
     digests = prompt_digests(tracker.prompts)
     store = SnapshotDir(builder.folder / "snapshots", max_kept=SNAPSHOTS_KEPT)
     keep = {"propagate": {"snapshot_every": SNAPSHOT_EVERY, "snapshot_dir": store},
@@ -241,8 +272,12 @@ def _resume(model_handle, model, tracker, prompts, shot, tree, direction, first,
     resumed = Tracker.from_snapshot(model, snap, copy_snapshot=False)
     apply_prompts(resumed, prompts, first, shot.count, shot.height, shot.width)
     reuse_frames(builder, stored.track, range(snap.head - first))
+    keep["since"] = snap.head  # corrections re-tracked from here are pushed back again
+    keep["pushed_before"] = {k: v for k, v in stored.extra.get("pushed", {}).items() if k[1] < snap.head}
     for f in stored.snapshots.frames():  # the earlier snapshots still hold for the new prompts
         if f <= at:
+            if f in stored.snapshots.heads:
+                store.heads[f] = stored.snapshots.heads[f]
             try:
                 os.link(stored.snapshots.path(f), store.path(f))
             except OSError:
@@ -293,6 +328,10 @@ class SAM2LongTrack(io.ComfyNode):
                              tooltip="First frame of the batch (or range) to track."),
                 io.Int.Input("end_frame", default=-1, min=-1, max=MAX_FRAMES,
                              tooltip="Last frame of the batch (or range) to track; -1 = the last frame."),
+                io.Int.Input("push_back", default=0, min=0, max=MAX_PUSH_AGREE, optional=True,
+                             tooltip="0: a correction acts from its frame on. N > 0: also track each "
+                                     "correction backward, replacing masks until N frames in a row agree "
+                                     "with the forward ones (IoU >= 0.9) or the object's previous prompt."),
             ],
             outputs=[
                 TrackType.Output("track", display_name="track", tooltip="Compact per-object masks and scores."),
@@ -308,7 +347,7 @@ class SAM2LongTrack(io.ComfyNode):
     def execute(cls, model, images=None, shot=None, video=None, prompts=None, state=None,
                 pathways=TreeConfig.pathways, iou_threshold=TreeConfig.iou_threshold,
                 uncertainty=TreeConfig.uncertainty, direction="forward", start_frame=0,
-                end_frame=-1) -> io.NodeOutput:
+                end_frame=-1, push_back=0) -> io.NodeOutput:
         import comfy.utils
 
         given = [name for name, v in (("images", images), ("shot", shot), ("video", video)) if v is not None]
@@ -340,6 +379,7 @@ class SAM2LongTrack(io.ComfyNode):
 
         result, new_state, shown = run_track(model, images, prompts, state, pathways, iou_threshold, uncertainty,
                                              direction, start_frame, end_frame, on_step=on_step, shot=shot,
-                                             spill_dir=spill_folder() if shot is not None else None)
+                                             spill_dir=spill_folder() if shot is not None else None,
+                                             push_back=push_back)
         masks = result.union() if shot is None else result.union(first=shown, count=1)
         return io.NodeOutput(result, masks.to(device=intermediate_device(), dtype=torch.float32), new_state)

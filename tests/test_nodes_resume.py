@@ -135,3 +135,27 @@ def test_run_cache_is_bounded(comfy, handle, shot, counted, monkeypatch):
     monkeypatch.setattr(track_node, "SNAPSHOT_DISK_BUDGET", 1)
     run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p)
     assert len(track_node._run_cache()) == 0
+
+
+def test_push_back_with_resume_equals_a_fresh_push(comfy, handle, shot, counted, monkeypatch, caplog):
+    """push_back on: the re-queue resumes, pushes the new correction back, and gives what a
+    fresh run with push_back gives; the masks before the pushed frames are the forward ones."""
+    import nodes.track as track_node
+
+    monkeypatch.setattr(track_node, "PUSH_IOU", 0.999)  # a random net's masks cover most of the frame
+    p1 = _prompt(comfy, positive_coords='[{"x": 12, "y": 22}]')
+    p1 = _prompt(comfy, prompts=p1, frame_index=6, positive_coords='[{"x": 30, "y": 22}]')
+    (plain, _, _), _ = run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p1)
+    (t1, _, _), _ = run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p1, push_back=2)
+    assert not torch.equal(plain.union(), t1.union())  # frames before 6 were replaced
+    assert torch.equal(plain.union(first=6), t1.union(first=6))  # from the correction on: forward
+    p2 = _prompt(comfy, prompts=p1, frame_index=17, positive_coords='[{"x": 50, "y": 20}]')
+    counted.clear()
+    with caplog.at_level(logging.INFO, logger="SAM2Long"):
+        (t2, _, _), _ = run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p2, push_back=2)
+    assert "resuming from the snapshot at frame 16" in caplog.text
+    assert "1 correction(s) pushed back" in caplog.text and " 0 masks replaced" not in caplog.text
+    resumed_frames = len(counted)
+    fresh, _ = _fresh(comfy, handle, shot, p2, monkeypatch, push_back=2)
+    _same(t2, fresh)
+    assert resumed_frames < N

@@ -166,3 +166,54 @@ def test_resume_with_reduced_sam3(sam3_model, tree, tmp_path):
         clip = moving_square_clip(n=n, h=48, w=64, size=12, seed=rng.randrange(1000))
         first, corrections = _random_case(rng, n, 2, 48, 64)
         _resume_equals_fresh(sam3_model, clip, tree, first, corrections, 3, tmp_path / str(case))
+
+
+def test_snapshot_dir_thins_out_to_max_kept(micro_model, tmp_path):
+    clip = moving_square_clip(n=26, h=48, w=64, size=12)
+    store = SnapshotDir(tmp_path, max_kept=4)
+    _track(micro_model, clip, [(0, 0, [12.0, 16.0])], TreeConfig(pathways=1), snapshot_every=2, snapshot_dir=store)
+    # 2, 4, 6, 8, 10 -> spacing 4: 4, 8, then 12, 16 -> 20 is a 5th: spacing 8: 8, 16, 24
+    assert store.frames() == [8, 16, 24] and store.spacing == 4
+    assert store.nbytes() == sum(store.path(f).stat().st_size for f in store.frames())
+
+
+def test_push_back_replaces_only_the_frames_before_agreement(micro_model):
+    from sam2long.engine.pushback import agreement, push_back
+
+    clip = moving_square_clip(n=16, h=48, w=64, size=12, seed=2)
+    correction = torch.zeros(48, 64, dtype=torch.bool)
+    correction[5:40, 30:60] = True
+    tracker = Tracker(micro_model, TreeConfig())
+    tracker.add_points(0, 0, [[12.0, 16.0]])
+    tracker.add_mask(12, 0, correction)
+    forward = {r.frame_idx: r.masks[0] for r in tracker.propagate(TensorFrames(clip))}
+    back = Tracker(micro_model, TreeConfig())
+    back.add_mask(12, 0, correction)
+    backward = {r.frame_idx: r.masks[0] for r in back.propagate(TensorFrames(clip), direction="backward",
+                                                                   start=1, end=12)}
+    # A random net's masks cover most of the frame: a strict IoU makes some frames disagree.
+    iou = 0.995
+    agrees = {t: agreement(backward[t].numpy(), forward[t].numpy()) >= iou for t in range(1, 12)}
+    assert any(agrees.values()) and not all(agrees.values())
+
+    def pushed(agree):
+        return [(t, bool(torch.equal(m, backward[t])), f) for t, _, m, _, f in push_back(
+            micro_model, TreeConfig(), tracker.prompts, TensorFrames(clip), lambda o, t: forward[t].numpy(),
+            agree, iou=iou)]
+
+    seen = set()
+    for agree in (1, 2, 20):
+        out = pushed(agree)
+        frames = [t for t, _, _ in out]
+        assert all(same and f == 12 for _, same, f in out)  # the backward masks, from the correction
+        # Down from frame 11, stopping before the first `agree` agreeing frames in a row (or at frame 1).
+        expected, run = [], []
+        for t in range(11, 0, -1):
+            run = run + [t] if agrees[t] else []
+            expected.append(t)
+            if len(run) == agree:
+                break
+        expected = expected[: len(expected) - len(run)]
+        assert frames == expected
+        seen.add(tuple(frames))
+    assert len(seen) > 1  # the stopping rule mattered

@@ -101,6 +101,7 @@ class SnapshotDir:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.max_kept = max_kept
         self.spacing = 1  # multiplies the tracker's snapshot_every after thinning
+        self.heads: dict[int, int] = {}  # next_frame -> head of the snapshots written or linked here
         self.seconds = 0.0  # time spent writing, for the cost figures
         self.written = 0  # bytes written
 
@@ -113,6 +114,7 @@ class SnapshotDir:
     def save(self, snapshot: Snapshot, every: int = 1) -> None:
         t0 = time.perf_counter()
         self.written += save_snapshot(snapshot, self.path(snapshot.next_frame))
+        self.heads[snapshot.next_frame] = snapshot.head
         kept = self.frames()
         while self.max_kept is not None and len(kept) > self.max_kept:
             self.spacing *= 2

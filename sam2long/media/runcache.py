@@ -28,10 +28,19 @@ class StoredRun:
 
     def resume_point(self, digests: dict) -> int | None:
         """The frame of the last snapshot that the prompts `digests` cannot affect: every
-        changed prompt lies at or after it (None: no snapshot can be used)."""
+        changed prompt lies at or after it (None: no snapshot can be used). With pushed-back
+        corrections (`extra["pushed"]`: (obj_id, prompt frame) -> first frame replaced), the
+        frames reused before the snapshot's head must not hold a push of a correction that is
+        re-tracked (at or after the head)."""
         change = first_change(self.digests, digests)
-        usable = [f for f in self.snapshots.frames() if change is None or f <= change]
-        return usable[-1] if usable else None
+        pushed = self.extra.get("pushed", {})
+        for f in reversed(self.snapshots.frames()):
+            if change is not None and f > change:
+                continue
+            head = self.snapshots.heads.get(f)
+            if not pushed or (head is not None and all(low >= head for (_, m), low in pushed.items() if m >= head)):
+                return f
+        return None
 
 
 class RunCache:

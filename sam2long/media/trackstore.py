@@ -302,3 +302,24 @@ def reuse_frames(builder: SpillBuilder, track: SpilledTrack, positions) -> None:
                     shutil.copyfile(src, dst)
             builder._present[obj_id][j] = True
             builder._scores[obj_id][j] = track.scores[obj_id][j]
+
+
+def built_mask(builder: TrackBuilder, obj_id: int, j: int) -> np.ndarray:
+    """bool [H, W] of what `builder` holds for an object on position j (empty where not tracked)."""
+    if obj_id not in builder._present or not builder._present[obj_id][j]:
+        return np.zeros((builder.h, builder.w), bool)
+    if isinstance(builder, SpillBuilder):
+        row = np.frombuffer(zlib.decompress(spill_path(builder.folder, obj_id, j).read_bytes()), np.uint8)
+    else:
+        row = builder._packed[obj_id][j]
+    return unpack(row, builder.h, builder.w)
+
+
+def replace_frame(builder: TrackBuilder, frame_idx: int, obj_id: int, mask, score) -> None:
+    """Overwrite one object's mask on one frame; a file linked from another track is
+    unlinked first, so that track keeps its own mask."""
+    if isinstance(builder, SpillBuilder):
+        old = spill_path(builder.folder, obj_id, int(frame_idx) - builder.first)
+        for f in old.parent.glob(old.stem + ".*"):
+            f.unlink()
+    builder.add(frame_idx, [obj_id], mask[None], [score])

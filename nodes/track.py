@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from comfy_api.latest import io
@@ -42,7 +44,7 @@ SNAPSHOT_DISK_BUDGET = 4 << 30
 
 
 def _run_cache():
-    from sam2long.media.runcache import RunCache
+    from sam2long.engine.runcache import RunCache
 
     global _RUNS
     if _RUNS is None:
@@ -190,9 +192,9 @@ def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | 
         first_tracked, keep = None, {}
         try:
             if shot is not None and state is None:  # a new run of a shot: resume an earlier one?
-                tracker, first_tracked, keep = _resume(model_handle, model, tracker, prompts, shot, tree,
-                                                       direction, first, first + start, first + end, builder,
-                                                       push_back)
+                tracker, first_tracked = _resume(model_handle, model, tracker, prompts, shot, tree, direction,
+                                                 first, first + start, first + end, builder, push_back,
+                                                 Path(spill_dir).parent / "sam2long_resume", keep)
             # A range of a longer file: SAM 2 would see the whole file (pointer positions).
             shot_length = shot.total if shot is not None else None
             for r in tracker.propagate(frames, direction=direction, start=first + start, end=first + end,
@@ -209,11 +211,16 @@ def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | 
                 log.info("SAM2Long Track: push_back works on forward runs without a state input; not pushed")
         except BaseException:  # interrupted or failed: nothing half-done is kept
             builder.abort()
+            if "run" in keep:
+                keep["run"].remove()
             raise
         new_state = ShotState(state=tracker.state(), next_index=first + end + 1, height=h, width=w)
         result = builder.build()
         if "run" in keep:
-            keep["run"].track, keep["run"].first_tracked = result, first_tracked
+            from sam2long.media.trackstore import linked_copy
+
+            # The cache's own links to the masks: the result's folder still goes when ComfyUI drops it.
+            keep["run"].track, keep["run"].first_tracked = linked_copy(result, keep["folder"]), first_tracked
             _run_cache().add(keep["run"])
     return result, new_state, start if first_tracked is None else first_tracked
 
@@ -237,38 +244,42 @@ def _push_back(model, tree, prompts, shot, images, first, start, end, builder, a
     return pushed
 
 
-def _resume(model_handle, model, tracker, prompts, shot, tree, direction, first, start, end, builder, push_back):
+def _resume(model_handle, model, tracker, prompts, shot, tree, direction, first, start, end, builder, push_back,
+            parent, keep):
     """For a forward run of a shot: when an earlier run of the same model, frames, range and
     tree is cached, continue from its last snapshot that the changed prompts cannot affect,
-    with the masks before it taken from that run. Keeps snapshots for the next time.
-    -> (tracker to propagate, first position tracked so far or None, what to keep)"""
+    with the masks before it taken from that run. Fills `keep` with what to keep for the
+    next time (a folder under `parent` for the snapshots and links to the masks).
+    -> (tracker to propagate, first position tracked so far or None)"""
     from sam2long import Tracker
     from sam2long.engine.snapshots import SnapshotDir, prompt_digests
-    from sam2long.media.runcache import StoredRun
+    from sam2long.engine.runcache import StoredRun
     from sam2long.media.trackstore import reuse_frames
 
     if direction != "forward":
         log.info("SAM2Long Track: tracking %s from the start (corrections resume forward runs only)", direction)
-        return tracker, None, {}
+        return tracker, None
     key = (model.variant, model.image_size, str(model.device), model.precision, shot.path, shot.fingerprint,
            shot.start, shot.count, shot.total, start, end, tree, push_back)
     digests = prompt_digests(tracker.prompts)
-    store = SnapshotDir(builder.folder / "snapshots", max_kept=SNAPSHOTS_KEPT)
-    keep = {"propagate": {"snapshot_every": SNAPSHOT_EVERY, "snapshot_dir": store},
-            "run": StoredRun(key, weakref.ref(model_handle), None, store, digests, None)}
+    parent.mkdir(parents=True, exist_ok=True)
+    keep["folder"] = Path(tempfile.mkdtemp(prefix="sam2long_run_", dir=str(parent)))
+    store = SnapshotDir(keep["folder"] / "snapshots", max_kept=SNAPSHOTS_KEPT)
+    keep["propagate"] = {"snapshot_every": SNAPSHOT_EVERY, "snapshot_dir": store}
+    keep["run"] = StoredRun(key, weakref.ref(model_handle), keep["folder"], store, digests)
     stored = _run_cache().find(key, model_handle)
     at = None if stored is None else stored.resume_point(digests)
     if at is None:
         if stored is not None:
             log.info("SAM2Long Track: a prompt changed before the first snapshot; tracking from the start")
-        return tracker, None, keep
+        return tracker, None
     try:
         snap = stored.snapshots.load(at, model.device)
     except (OSError, ValueError, RuntimeError) as e:  # removed or damaged on disk
         log.warning("SAM2Long Track: the snapshot at frame %d cannot be read (%s); tracking from the start",
                     at - first, e)
         _run_cache().drop(stored)
-        return tracker, None, keep
+        return tracker, None
     resumed = Tracker.from_snapshot(model, snap, copy_snapshot=False)
     apply_prompts(resumed, prompts, first, shot.count, shot.height, shot.width)
     reuse_frames(builder, stored.track, range(snap.head - first))
@@ -285,7 +296,7 @@ def _resume(model_handle, model, tracker, prompts, shot, tree, direction, first,
     log.info("SAM2Long Track: prompts unchanged before frame %d: resuming from the snapshot at frame %d "
              "(%d frames reused, %d to track)", at - first, at - first, snap.head - first, end - snap.head + 1)
     old_first = stored.first_tracked
-    return resumed, old_first if old_first is not None and old_first < snap.head - first else None, keep
+    return resumed, old_first if old_first is not None and old_first < snap.head - first else None
 
 
 class SAM2LongTrack(io.ComfyNode):

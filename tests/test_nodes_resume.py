@@ -5,6 +5,7 @@ so; the cache of earlier runs stays bounded."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 
@@ -123,13 +124,20 @@ def test_run_cache_is_bounded(comfy, handle, shot, counted, monkeypatch):
 
     monkeypatch.setattr(track_node, "RESUMABLE_RUNS", 2)
     p = _prompt(comfy, positive_coords='[{"x": 12, "y": 22}]')
-    tracks = [run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p, iou_threshold=v)[0][0]
-              for v in (0.1, 0.2, 0.3)]
+    folders = []
+    for v in (0.1, 0.2, 0.3):
+        (track, _, _), _ = run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p, iou_threshold=v)
+        folders.append(track_node._run_cache()._runs[-1].folder)
+        # The cache keeps links of its own: the result's folder still goes once ComfyUI drops it.
+        result_folder = track.folder
+        del track
+        gc.collect()
+        assert not result_folder.exists()
     cache = track_node._run_cache()
-    assert len(cache) == 2
-    # The oldest run's snapshots are deleted at once; its masks stay while its track is alive.
-    assert not (tracks[0].folder / "snapshots").exists() and tracks[0].union().shape[0] == N
-    assert all((t.folder / "snapshots").is_dir() for t in tracks[1:])
+    assert len(cache) == 2 and [r.folder for r in cache._runs] == folders[1:]
+    assert not folders[0].exists()  # the oldest run is deleted at once
+    assert all((f / "snapshots").is_dir() and len(list(f.rglob("*.z"))) == N for f in folders[1:])
+    assert all(r.remove.atexit and r.remove.alive for r in cache._runs)  # deleted at exit too
     # A disk budget smaller than one run keeps none.
     monkeypatch.setattr(track_node, "_RUNS", None)
     monkeypatch.setattr(track_node, "SNAPSHOT_DISK_BUDGET", 1)

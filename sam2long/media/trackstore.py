@@ -323,3 +323,12 @@ def replace_frame(builder: TrackBuilder, frame_idx: int, obj_id: int, mask, scor
         for f in old.parent.glob(old.stem + ".*"):
             f.unlink()
     builder.add(frame_idx, [obj_id], mask[None], [score])
+
+
+def linked_copy(track: SpilledTrack, parent) -> SpilledTrack:
+    """Another SpilledTrack of the same masks, in a new folder under `parent` (hard links, a
+    copy where links are not possible), with a life of its own: each removes only its folder."""
+    builder = SpillBuilder(parent, track.num_frames, track.height, track.width, track.first_index,
+                           track.first_number, track.padding)
+    reuse_frames(builder, track, range(track.num_frames))
+    return builder.build()

@@ -1,10 +1,10 @@
 """Earlier streamed runs kept for resuming: a correction re-tracks only what it changes.
 
-A `StoredRun` is a spilled track with the tracker snapshots kept beside its masks (in
-`<track folder>/snapshots`) and a digest of the prompts it was tracked with. `RunCache`
-keeps the last few, newest last, within a disk budget for their snapshots; the oldest
-are dropped first (their snapshots deleted at once; their masks go with the track when
-nothing reads it any more, or at exit, as every spill folder does).
+A `StoredRun` owns a folder: the run's tracker snapshots and its own hard links to the
+run's spilled masks (so the result ComfyUI holds is still removed when superseded), with
+a digest of the prompts it was tracked with. `RunCache` keeps the last few, newest last,
+within a disk budget for their snapshots; the oldest are dropped first, their folder
+deleted at once. Folders of runs still cached are deleted at exit, as spill folders are.
 """
 
 from __future__ import annotations
@@ -12,19 +12,24 @@ from __future__ import annotations
 import shutil
 import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from ..engine.snapshots import SnapshotDir, first_change
+from .snapshots import SnapshotDir, first_change
 
 
 @dataclass(eq=False)
 class StoredRun:
     key: tuple  # what a resumed run must share: model, source, range, tree settings, direction
     model: weakref.ref  # the model object it was tracked with (never kept alive by the cache)
-    track: object  # the SpilledTrack
-    snapshots: SnapshotDir
+    folder: Path  # owned: removed with the run (dropped, garbage-collected, or at exit)
+    snapshots: SnapshotDir  # in `folder`
     digests: dict  # frame -> prompt digest (engine frames)
-    first_tracked: int | None  # first position with output, as run_track reports it
+    track: object = None  # a SpilledTrack of the run's masks, in `folder`
+    first_tracked: int | None = None  # first position with output, as run_track reports it
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.remove = weakref.finalize(self, shutil.rmtree, str(self.folder), True)
 
     def resume_point(self, digests: dict) -> int | None:
         """The frame of the last snapshot that the prompts `digests` cannot affect: every
@@ -62,7 +67,7 @@ class RunCache:
 
     def drop(self, run: StoredRun) -> None:
         self._runs.remove(run)
-        shutil.rmtree(run.snapshots.folder, ignore_errors=True)
+        run.remove()
 
     def nbytes(self) -> int:
         return sum(r.snapshots.nbytes() for r in self._runs)

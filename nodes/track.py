@@ -282,7 +282,8 @@ def _resume(model_handle, model, tracker, prompts, shot, tree, direction, first,
         return tracker, None
     resumed = Tracker.from_snapshot(model, snap, copy_snapshot=False)
     apply_prompts(resumed, prompts, first, shot.count, shot.height, shot.width)
-    reuse_frames(builder, stored.track, range(snap.head - first))
+    # Only the objects still prompted: one whose prompts were removed is not in a fresh run.
+    reuse_frames(builder, stored.track, range(snap.head - first), obj_ids=prompts.obj_ids)
     keep["since"] = snap.head  # corrections re-tracked from here are pushed back again
     keep["pushed_before"] = {k: v for k, v in stored.extra.get("pushed", {}).items() if k[1] < snap.head}
     for f in stored.snapshots.frames():  # the earlier snapshots still hold for the new prompts

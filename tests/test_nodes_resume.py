@@ -98,6 +98,17 @@ def test_a_second_correction_earlier_resumes_from_an_earlier_snapshot(comfy, han
     _same(t3, _fresh(comfy, handle, shot, p3, monkeypatch)[0])
 
 
+def test_removing_a_late_object_resumes_without_it(comfy, handle, shot, counted, monkeypatch):
+    p1 = _prompt(comfy, positive_coords='[{"x": 12, "y": 22}]')
+    p2 = _prompt(comfy, prompts=p1, object_id=1, frame_index=13, positive_coords='[{"x": 40, "y": 30}]')
+    (t2, _, _), _ = run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p2)
+    assert t2.obj_ids == (0, 1)
+    counted.clear()
+    (t1, _, _), _ = run(comfy, "SAM2LongTrack", model=handle, shot=shot, prompts=p1)
+    assert len(counted) == N - 12 and t1.obj_ids == (0,)
+    _same(t1, _fresh(comfy, handle, shot, p1, monkeypatch)[0])
+
+
 def test_what_cannot_resume_tracks_from_the_start(comfy, handle, shot, counted, monkeypatch, caplog):
     p1 = _prompt(comfy, positive_coords='[{"x": 12, "y": 22}]', frame_index=3)
     p2 = _prompt(comfy, prompts=p1, frame_index=15, positive_coords='[{"x": 50, "y": 20}]')

@@ -236,7 +236,10 @@ class Tracker:
         if self._restored is not None:
             self._check_restored(end if run.sign > 0 else start)
         # Objects not started yet (new ones, or given an earlier prompt since): they start
-        # at their first prompt still ahead, as a run with all the prompts would.
+        # at their first prompt still ahead, as a run with all the prompts would; one whose
+        # prompts were all removed does not start.
+        for obj_id in [o for o in run.starts if o not in self.prompts.by_object]:
+            del run.starts[obj_id]
         for obj_id, per_frame in self.prompts.by_object.items():
             if obj_id in run.objects:
                 continue

@@ -283,12 +283,13 @@ class SpillBuilder(TrackBuilder):
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def reuse_frames(builder: SpillBuilder, track: SpilledTrack, positions) -> None:
-    """Give `builder` the masks of `positions` from an earlier track of the same frames,
-    as hard links to its files (no copy; a copy where links are not possible)."""
+def reuse_frames(builder: SpillBuilder, track: SpilledTrack, positions, obj_ids=None) -> None:
+    """Give `builder` the masks of `positions` from an earlier track of the same frames, of
+    `obj_ids` (None: all of its objects), as hard links to its files (a copy where links are
+    not possible)."""
     import os
 
-    for obj_id in track.obj_ids:
+    for obj_id in track.obj_ids if obj_ids is None else [o for o in obj_ids if o in track.obj_ids]:
         builder._obj(obj_id)
         for j in positions:
             if not track.present[obj_id][j]:

@@ -37,7 +37,18 @@ log = logging.getLogger("SAM2Long")
 # Resuming a re-queued shot (issue 20): snapshots every SNAPSHOT_EVERY frames, at most
 # SNAPSHOTS_KEPT per run (the spacing doubles beyond, see SnapshotDir), for the last
 # RESUMABLE_RUNS runs within a disk budget. Measured in bench/RESULTS.md ("Resume").
-SNAPSHOT_EVERY = 32
+def _snapshot_every() -> int:
+    text = os.environ.get("SAM2LONG_SNAPSHOT_EVERY", "32")
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"SAM2Long: SAM2LONG_SNAPSHOT_EVERY must be a whole number >= 1 (frames), got {text!r}")
+    return value
+
+
+SNAPSHOT_EVERY = _snapshot_every()  # the environment may set it (SAM2LONG_SNAPSHOT_EVERY)
 SNAPSHOTS_KEPT = 16
 RESUMABLE_RUNS = 8
 SNAPSHOT_DISK_BUDGET = 4 << 30
@@ -295,7 +306,7 @@ def _resume(model_handle, model, tracker, prompts, shot, tree, direction, first,
             except OSError:
                 shutil.copyfile(stored.snapshots.path(f), store.path(f))
     log.info("SAM2Long Track: prompts unchanged before frame %d: resuming from the snapshot at frame %d "
-             "(%d frames reused, %d to track)", at - first, at - first, snap.head - first, end - snap.head + 1)
+             "(%d frames reused, %d to track)", at - first, at - first, snap.head - first, end - at + 1)
     old_first = stored.first_tracked
     return resumed, old_first if old_first is not None and old_first < snap.head - first else None
 

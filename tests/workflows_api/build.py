@@ -63,7 +63,7 @@ TO_MASK = {"first_frame": 0, "frame_count": 0}
 WIDTH, NOTE_SIZE, GAP, TITLE = 320, (660, 200), 40, 30
 HEIGHT = {"LoadVideo": 254, "SAM2LongLoadShot": 450, "GetVideoComponents": 66, "ImageFromBatch": 82,
           "GrowMask": 82, "FeatherMask": 130, "MaskToImage": 26, "SaveImage": 260, "PreviewImage": 260,
-          "SAM2LongModelLoader": 106, "SAM2LongPrompt": 194, "SAM2LongTrack": 278, "SAM2LongTrackToMask": 170,
+          "SAM2LongModelLoader": 106, "SAM2LongPrompt": 194, "SAM2LongTrack": 302, "SAM2LongTrackToMask": 170,
           "SAM2LongPreview": 260, "SAM2LongSaveMattes": 178}
 
 

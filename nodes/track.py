@@ -4,7 +4,10 @@ Frames come from an IMAGE batch (track kept in memory) or are streamed from a sh
 handle or core's VIDEO (masks spilled to ComfyUI's temp folder as they are committed).
 Deterministic for equal inputs, so ComfyUI's own output cache already avoids
 re-tracking when only downstream nodes change; a changed file behind a shot changes
-Load Shot's fingerprint, which re-runs this node.
+Load Shot's fingerprint, which re-runs this node. A forward run of a shot keeps
+snapshots (engine/snapshots.py) in a bounded cache of runs (engine/runcache.py): queued
+again with prompts changed only from some frame on, it resumes from the last snapshot
+the change cannot affect and reuses the masks before it (`_resume`).
 """
 
 from __future__ import annotations

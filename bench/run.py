@@ -1147,6 +1147,8 @@ def main():
     ap.add_argument("--sam3-frames", type=int, default=9,
                     help="sam3 section: frames per cost case (prompt + tracked; the memory bank is full from the 7th)")
     ap.add_argument("--resume-frames", type=int, default=2000, help="resume section: frames in the shot")
+    ap.add_argument("--resume-full-size", type=int, default=8,
+                    help="resume section: frames tracked at 1024 px before one snapshot is measured (0: skip)")
     ap.add_argument("--resume-check", action="store_true",
                     help="resume section: also track afresh and compare the masks (doubles the time)")
     ap.add_argument("--batch-dir", default="/tmp/sam2long_bench_batch", help="batch section: job, clips, outputs")

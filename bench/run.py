@@ -29,6 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 import batch_bench  # bench/batch_bench.py: this script's folder is first on sys.path
+import resume_bench  # bench/resume_bench.py
 import sam3_bench  # bench/sam3_bench.py (not "sam3": that name is the package's)
 
 HERE = Path(__file__).resolve().parent
@@ -938,9 +939,10 @@ def render(data: dict, meta: dict) -> str:
         "batch": "Many shots: `sam2long batch`, in-process and on a local Ray (CPU workers)",
         "plates": "Plates: decode cost per frame (EXR, DPX, PNG) against MP4",
         "sam3": "SAM 3's tracker beside SAM 2.1 tiny and large: per-frame cost at the real input, tracking state",
+        "resume": "Resume: a correction re-queued late in a long shot (issue 20)",
     }
     order = ("cpu1024", "pair1024", "cups1024", "synth256", "gpu", "sam3", "hostmem", "long", "micro", "syncs",
-             "profile", "preprocess", "batch", "plates")
+             "profile", "preprocess", "batch", "plates", "resume")
     names = []
     for k in order:  # GPU sections are saved one per variant and compile setting: gpu[-compile]-VARIANT
         if k == "gpu":
@@ -1066,6 +1068,8 @@ def render(data: dict, meta: dict) -> str:
             L += batch_bench.render(res)
         elif key == "sam3":
             L += sam3_bench.render(res, fmt_bytes)
+        elif key == "resume":
+            L += resume_bench.render(res, fmt_bytes)
         L.append("")
     notes_md = HERE / "NOTES.md"
     if notes_md.exists():  # hand-written reading of the figures (profile, changes, recommendations)
@@ -1153,6 +1157,11 @@ def main():
                     help="hostmem section: network input size (host memory, not network cost, is measured)")
     ap.add_argument("--sam3-frames", type=int, default=9,
                     help="sam3 section: frames per cost case (prompt + tracked; the memory bank is full from the 7th)")
+    ap.add_argument("--resume-frames", type=int, default=2000, help="resume section: frames in the shot")
+    ap.add_argument("--resume-full-size", type=int, default=8,
+                    help="resume section: frames tracked at 1024 px before one snapshot is measured (0: skip)")
+    ap.add_argument("--resume-check", action="store_true",
+                    help="resume section: also track afresh and compare the masks (doubles the time)")
     ap.add_argument("--batch-dir", default="/tmp/sam2long_bench_batch", help="batch section: job, clips, outputs")
     ap.add_argument("--render-only", action="store_true", help="rewrite --out from --results, measure nothing")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -1197,6 +1206,8 @@ def main():
             res = section_preprocess(args, cfg["preprocess_repeats"])
         elif sec == "batch":
             res = batch_bench.section(args, ROOT, rounds=rounds or 2)
+        elif sec == "resume":  # issue 20: a re-queued correction, in this process
+            res = resume_bench.section(args)
         elif sec == "plates":  # decode cost of image sequences, in this process (no model)
             from plates import section_plates  # bench/plates.py
 

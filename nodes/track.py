@@ -4,13 +4,21 @@ Frames come from an IMAGE batch (track kept in memory) or are streamed from a sh
 handle or core's VIDEO (masks spilled to ComfyUI's temp folder as they are committed).
 Deterministic for equal inputs, so ComfyUI's own output cache already avoids
 re-tracking when only downstream nodes change; a changed file behind a shot changes
-Load Shot's fingerprint, which re-runs this node.
+Load Shot's fingerprint, which re-runs this node. A forward run of a shot keeps
+snapshots (engine/snapshots.py) in a bounded cache of runs (engine/runcache.py): queued
+again with prompts changed only from some frame on, it resumes from the last snapshot
+the change cannot affect and reuses the masks before it (`_resume`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import tempfile
+import weakref
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from comfy_api.latest import io
@@ -24,6 +32,41 @@ from .sockets import CATEGORY, ModelType, PromptsType, ShotType, StateType, Trac
 from .widgets import MAX_FRAMES, real, whole
 
 SOFT_BITS = 8  # tracks keep each object's probability too (soft mattes), quantised to 8 bits
+MAX_PUSH_AGREE = 100
+PUSH_IOU = 0.9  # a pushed-back mask "agrees" with the forward one from this IoU on
+
+log = logging.getLogger("SAM2Long")
+
+# Resuming a re-queued shot (issue 20): snapshots every SNAPSHOT_EVERY frames, at most
+# SNAPSHOTS_KEPT per run (the spacing doubles beyond, see SnapshotDir), for the last
+# RESUMABLE_RUNS runs within a disk budget. Measured in bench/RESULTS.md ("Resume").
+def _snapshot_every() -> int:
+    text = os.environ.get("SAM2LONG_SNAPSHOT_EVERY", "32")
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"SAM2Long: SAM2LONG_SNAPSHOT_EVERY must be a whole number >= 1 (frames), got {text!r}")
+    return value
+
+
+SNAPSHOT_EVERY = _snapshot_every()  # the environment may set it (SAM2LONG_SNAPSHOT_EVERY)
+SNAPSHOTS_KEPT = 16
+RESUMABLE_RUNS = 8
+SNAPSHOT_DISK_BUDGET = 4 << 30
+
+
+def _run_cache():
+    from sam2long.engine.runcache import RunCache
+
+    global _RUNS
+    if _RUNS is None:
+        _RUNS = RunCache(RESUMABLE_RUNS, SNAPSHOT_DISK_BUDGET)
+    return _RUNS
+
+
+_RUNS = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,12 +120,14 @@ def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | 
               state: ShotState | None = None, pathways: int = TreeConfig.pathways,
               iou_threshold: float = TreeConfig.iou_threshold, uncertainty: float = TreeConfig.uncertainty,
               direction: str = "forward", start_frame: int = 0, end_frame: int = -1,
-              on_step=None, shot=None, spill_dir: str | None = None):
+              on_step=None, shot=None, spill_dir: str | None = None, push_back: int = 0):
     """Track and return (track, ShotState, index of the first frame tracked). Frame numbers
     are local to the batch or the shot's range. From `images` the track is kept in memory;
     from a `shot` (sam2long.media.shot.Shot) frames are streamed and masks spilled to `spill_dir`."""
     from sam2long import TensorFrames, Tracker, TreeConfig
     from sam2long.media.trackstore import SpillBuilder, TrackBuilder
+
+    push_back = whole(push_back, "push_back", 0, MAX_PUSH_AGREE)
 
     if shot is not None:
         n, h, w = shot.count, shot.height, shot.width
@@ -143,20 +188,116 @@ def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | 
             builder = TrackBuilder(n, h, w, first_index=first, soft_bits=SOFT_BITS)
         if has_prompts:
             builder.ensure_objects(prompts.obj_ids)
-        first_tracked = None
+        first_tracked, keep = None, {}
         try:
+            if shot is not None and state is None:  # a new run of a shot: resume an earlier one?
+                tracker, first_tracked = _resume(model_handle, model, tracker, prompts, shot, tree, direction,
+                                                 first, first + start, first + end, builder, push_back,
+                                                 Path(spill_dir).parent / "sam2long_resume", keep)
             # A range of a longer file: SAM 2 would see the whole file (pointer positions).
             shot_length = shot.total if shot is not None else None
             for r in tracker.propagate(frames, direction=direction, start=first + start, end=first + end,
-                                       on_step=on_step, shot_length=shot_length, return_logits=True):
+                                       on_step=on_step, shot_length=shot_length, return_logits=True,
+                                       **keep.get("propagate", {})):
                 builder.add(r.frame_idx, r.obj_ids, r.masks, r.object_scores, r.logits)
                 if first_tracked is None:
                     first_tracked = r.frame_idx - first
+            if push_back and state is None and direction == "forward":
+                pushed = _push_back(model, tree, tracker.prompts, shot, images, first, first + start, first + end,
+                                    builder, push_back, keep.get("since"), on_step)
+                if "run" in keep:
+                    keep["run"].extra["pushed"] = {**keep.get("pushed_before", {}), **pushed}
+            elif push_back:
+                log.info("SAM2Long Track: push_back works on forward runs without a state input; not pushed")
         except BaseException:  # interrupted or failed: nothing half-done is kept
             builder.abort()
+            if "run" in keep:
+                keep["run"].remove()
             raise
         new_state = ShotState(state=tracker.state(), next_index=first + end + 1, height=h, width=w)
-    return builder.build(), new_state, start if first_tracked is None else first_tracked
+        result = builder.build()
+        if "run" in keep:
+            from sam2long.media.trackstore import linked_copy
+
+            # The cache's own links to the masks: the result's folder still goes when ComfyUI drops it.
+            keep["run"].track, keep["run"].first_tracked = linked_copy(result, keep["folder"]), first_tracked
+            _run_cache().add(keep["run"])
+    return result, new_state, start if first_tracked is None else first_tracked
+
+
+def _push_back(model, tree, prompts, shot, images, first, start, end, builder, agree, since, on_step):
+    """Push the corrections backward (engine/pushback.py) into `builder`, those at or after
+    `since` (a resumed run; None: all). -> (obj_id, prompt frame) -> first frame replaced"""
+    from sam2long import TensorFrames
+    from sam2long.engine.pushback import push_back
+    from sam2long.media.trackstore import built_mask, replace_frame
+
+    source = shot.frames(first) if shot is not None else TensorFrames(images, first_index=first)
+    pushed, replaced = {}, 0
+    for t, obj_id, mask, score, logits, frame in push_back(
+            model, tree, prompts, source, lambda o, t: built_mask(builder, o, t - first), agree, PUSH_IOU, since=since,
+            within=(start, end), shot_length=shot.total if shot is not None else None, on_step=on_step):
+        replace_frame(builder, t, obj_id, mask, score, logits)
+        pushed[(obj_id, frame)] = min(t, pushed.get((obj_id, frame), t))
+        replaced += 1
+    log.info("SAM2Long Track: %d correction(s) pushed back, %d masks replaced", len(pushed), replaced)
+    return pushed
+
+
+def _resume(model_handle, model, tracker, prompts, shot, tree, direction, first, start, end, builder, push_back,
+            parent, keep):
+    """For a forward run of a shot: when an earlier run of the same model, frames, range and
+    tree is cached, continue from its last snapshot that the changed prompts cannot affect,
+    with the masks before it taken from that run. Fills `keep` with what to keep for the
+    next time (a folder under `parent` for the snapshots and links to the masks).
+    -> (tracker to propagate, first position tracked so far or None)"""
+    from sam2long import Tracker
+    from sam2long.engine.snapshots import SnapshotDir, prompt_digests
+    from sam2long.engine.runcache import StoredRun
+    from sam2long.media.trackstore import reuse_frames
+
+    if direction != "forward":
+        log.info("SAM2Long Track: tracking %s from the start (corrections resume forward runs only)", direction)
+        return tracker, None
+    key = (model.variant, model.image_size, str(model.device), model.precision, shot.path, shot.fingerprint,
+           shot.start, shot.count, shot.total, start, end, tree, push_back)
+    digests = prompt_digests(tracker.prompts)
+    parent.mkdir(parents=True, exist_ok=True)
+    keep["folder"] = Path(tempfile.mkdtemp(prefix="sam2long_run_", dir=str(parent)))
+    store = SnapshotDir(keep["folder"] / "snapshots", max_kept=SNAPSHOTS_KEPT)
+    keep["propagate"] = {"snapshot_every": SNAPSHOT_EVERY, "snapshot_dir": store}
+    keep["run"] = StoredRun(key, weakref.ref(model_handle), keep["folder"], store, digests)
+    stored = _run_cache().find(key, model_handle)
+    at = None if stored is None else stored.resume_point(digests)
+    if at is None:
+        if stored is not None:
+            log.info("SAM2Long Track: a prompt changed before the first snapshot; tracking from the start")
+        return tracker, None
+    try:
+        snap = stored.snapshots.load(at, model.device)
+    except (OSError, ValueError, RuntimeError) as e:  # removed or damaged on disk
+        log.warning("SAM2Long Track: the snapshot at frame %d cannot be read (%s); tracking from the start",
+                    at - first, e)
+        _run_cache().drop(stored)
+        return tracker, None
+    resumed = Tracker.from_snapshot(model, snap, copy_snapshot=False)
+    apply_prompts(resumed, prompts, first, shot.count, shot.height, shot.width)
+    # Only the objects still prompted: one whose prompts were removed is not in a fresh run.
+    reuse_frames(builder, stored.track, range(snap.head - first), obj_ids=prompts.obj_ids)
+    keep["since"] = snap.head  # corrections re-tracked from here are pushed back again
+    keep["pushed_before"] = {k: v for k, v in stored.extra.get("pushed", {}).items() if k[1] < snap.head}
+    for f in stored.snapshots.frames():  # the earlier snapshots still hold for the new prompts
+        if f <= at:
+            if f in stored.snapshots.heads:
+                store.heads[f] = stored.snapshots.heads[f]
+            try:
+                os.link(stored.snapshots.path(f), store.path(f))
+            except OSError:
+                shutil.copyfile(stored.snapshots.path(f), store.path(f))
+    log.info("SAM2Long Track: prompts unchanged before frame %d: resuming from the snapshot at frame %d "
+             "(%d frames reused, %d to track)", at - first, at - first, snap.head - first, end - at + 1)
+    old_first = stored.first_tracked
+    return resumed, old_first if old_first is not None and old_first < snap.head - first else None
 
 
 class SAM2LongTrack(io.ComfyNode):
@@ -199,6 +340,10 @@ class SAM2LongTrack(io.ComfyNode):
                              tooltip="First frame of the batch (or range) to track."),
                 io.Int.Input("end_frame", default=-1, min=-1, max=MAX_FRAMES,
                              tooltip="Last frame of the batch (or range) to track; -1 = the last frame."),
+                io.Int.Input("push_back", default=0, min=0, max=MAX_PUSH_AGREE, optional=True,
+                             tooltip="0: a correction acts from its frame on. N > 0: also track each "
+                                     "correction backward, replacing masks until N frames in a row agree "
+                                     "with the forward ones (IoU >= 0.9) or the object's previous prompt."),
             ],
             outputs=[
                 TrackType.Output("track", display_name="track", tooltip="Compact per-object masks and scores."),
@@ -214,7 +359,7 @@ class SAM2LongTrack(io.ComfyNode):
     def execute(cls, model, images=None, shot=None, video=None, prompts=None, state=None,
                 pathways=TreeConfig.pathways, iou_threshold=TreeConfig.iou_threshold,
                 uncertainty=TreeConfig.uncertainty, direction="forward", start_frame=0,
-                end_frame=-1) -> io.NodeOutput:
+                end_frame=-1, push_back=0) -> io.NodeOutput:
         import comfy.utils
 
         given = [name for name, v in (("images", images), ("shot", shot), ("video", video)) if v is not None]
@@ -235,14 +380,19 @@ class SAM2LongTrack(io.ComfyNode):
         pbar = comfy.utils.ProgressBar(total)
         done = [0]
 
-        def on_step(_frame_idx):
+        # A resumed forward run of a shot starts late: show where it is, not how many it did.
+        base = shot.start + start if shot is not None and state is None and direction == "forward" else None
+
+        def on_step(frame_idx):
             check_interrupt()
             done[0] += 1
-            pbar.update_absolute(min(done[0], total), total)
+            at = done[0] if base is None else max(done[0], frame_idx - base + 1)
+            pbar.update_absolute(min(at, total), total)
 
         result, new_state, shown = run_track(model, images, prompts, state, pathways, iou_threshold, uncertainty,
                                              direction, start_frame, end_frame, on_step=on_step, shot=shot,
-                                             spill_dir=spill_folder() if shot is not None else None)
+                                             spill_dir=spill_folder() if shot is not None else None,
+                                             push_back=push_back)
         masks = result.union() if shot is None else result.union(first=shown, count=1)
         # The id lets the Prompt Editor's canvas fetch this result's masks (nodes/routes.py).
         return io.NodeOutput(result, masks.to(device=intermediate_device(), dtype=torch.float32), new_state,

@@ -40,7 +40,8 @@ def plate_mount(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, plate_mount):
-    yield from sam2_server(tmp_path_factory, {ALLOWED_ENV: str(plate_mount)})
+    # Snapshots every 2 frames, so that the 8-frame clip has some to resume from.
+    yield from sam2_server(tmp_path_factory, {ALLOWED_ENV: str(plate_mount), "SAM2LONG_SNAPSHOT_EVERY": "2"})
 
 
 def _workflow(name, ckpt=CKPT):
@@ -123,6 +124,26 @@ def test_long_shot_cache(server):
     h = queue(server, prompt)
     assert h["status"]["status_str"] == "success", json.dumps(h["status"], indent=1)[-3000:]
     assert "5" not in _cached_nodes(h), h["status"]["messages"]
+
+
+def test_correction_requeued_resumes(server):
+    """Issue 20: queue the streamed workflow, then again with a click on frame 6 chained after
+    the first prompt: Track resumes from the snapshot at frame 6 (the log says so) and writes
+    every frame's matte."""
+    prompt = _workflow("sam2long_long_shot_to_disk")
+    prompt["6"]["inputs"]["prefix"] = "resume"
+    first = queue(server, prompt)
+    assert first["status"]["status_str"] == "success", json.dumps(first["status"], indent=1)[-3000:]
+    prompt["8"] = {"class_type": "SAM2LongPrompt", "inputs": {
+        "prompts": ["4", 0], "object_id": 0, "frame_index": 6, "positive_coords": '[{"x": 0.5, "y": 0.45}]',
+        "negative_coords": "", "coordinates": "normalized"}}
+    prompt["5"]["inputs"]["prompts"] = ["8", 0]
+    before = len(server.log.read_text())
+    h = queue(server, prompt)
+    assert h["status"]["status_str"] == "success", json.dumps(h["status"], indent=1)[-3000:]
+    log = server.log.read_text()[before:]
+    assert "resuming from the snapshot at frame 6 (5 frames reused, 2 to track)" in log, log[-3000:]
+    assert mattes(server, "sam2long/long_shot/0", "resume") == {i: (WIDTH, HEIGHT) for i in range(N_FRAMES)}
 
 
 def test_downstream_change_does_not_retrack(server):

@@ -356,6 +356,6 @@ def mark_in_progress(folder, worker: str) -> None:
 
 
 def _write(path: Path, text: str) -> None:
-    from ..media.writers import write_text_file  # a temporary file renamed into place, never through a link
+    from ..media.files import write_text_file  # a temporary file renamed into place, never through a link
 
     write_text_file(path, text)

@@ -59,7 +59,7 @@ def new_partial(out: Path) -> Path:
     """A new, empty folder `OUTPUT.partial-XXXX` for one try: made by mkdtemp (random name,
     created exclusively), so a link planted at a predictable name is never written through;
     then given the mode an ordinary mkdir would (mkdtemp's is 0700, owner only)."""
-    from ..media.writers import ordinary_mode
+    from ..media.files import ordinary_mode
 
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f"{out.name}.partial-", dir=out.parent))

@@ -28,6 +28,7 @@ from ..models.model import LoadedModel
 from ..options import DIRECTIONS
 from ..prompts import PromptSet
 from .core import InferenceCore
+from .snapshots import Snapshot, SnapshotDir, first_change, load_snapshot, prompt_digests
 from .step import Output, Pass, TreeStep
 from .tree import TreeConfig
 
@@ -66,6 +67,7 @@ class Tracker:
         self.prompts = PromptSet()
         self._frame_size = None  # (H, W) of the frames tracked so far
         self._run: Pass | None = None
+        self._restored: Snapshot | None = None  # from_snapshot(): the pass continues from it
 
     # ---- prompts ----------------------------------------------------------------------------
     def add_points(self, frame: int, obj_id: int, points, labels=None):
@@ -104,6 +106,27 @@ class Tracker:
         tracker.prompts, tracker._frame_size, tracker._run = state.prompts, state.frame_size, state.run
         return tracker
 
+    @classmethod
+    def from_snapshot(cls, model: LoadedModel, snapshot, copy_snapshot: bool = True) -> "Tracker":
+        """A tracker that continues the pass of `snapshot` (a `Snapshot` or its file, see
+        `propagate(snapshot_every=...)`). Add every prompt of the run first (the same ones
+        on the frames before `snapshot.next_frame`, any on later frames), then call
+        `propagate` with the same frames, direction and range: it yields the frames from
+        `snapshot.head` on, exactly as the uninterrupted run with these prompts would.
+        `copy_snapshot=False` uses a `Snapshot` object as it is (it is then used up)."""
+        if isinstance(snapshot, Snapshot) and copy_snapshot:
+            snapshot = copy.deepcopy(snapshot)  # the caller's snapshot stays reusable
+        elif not isinstance(snapshot, Snapshot):
+            snapshot = load_snapshot(snapshot, model.device)
+        if (snapshot.variant, snapshot.image_size) != (model.variant, model.image_size):
+            raise ValueError(
+                f"this snapshot was tracked with {snapshot.variant} at {snapshot.image_size}px, not "
+                f"{model.variant} at {model.image_size}px; resume with the same model"
+            )
+        tracker = cls(model, snapshot.tree, snapshot.max_lag)
+        tracker._frame_size, tracker._run, tracker._restored = snapshot.frame_size, snapshot.run, snapshot
+        return tracker
+
     def state_tensors(self) -> list:
         """The distinct tensors held by the tracking state (memories, pointers, pending masks)."""
         return [] if self._run is None else self._run.held_tensors()
@@ -122,6 +145,8 @@ class Tracker:
         return_logits: bool = False,
         on_step=None,
         shot_length: int | None = None,
+        snapshot_every: int | None = None,
+        snapshot_dir=None,
     ):
         """Track through `source`, yielding a FrameResult per frame in processing order.
 
@@ -131,9 +156,22 @@ class Tracker:
         shots shorter than 16 frames depend on it. A continued run keeps the length of
         the run it continues, extended to the end of each new chunk: a stream whose first
         chunk has fewer than 16 frames matches one uninterrupted run only if that first
-        chunk is given the shot's length (any value >= 16 for an open-ended stream)."""
+        chunk is given the shot's length (any value >= 16 for an open-ended stream).
+
+        `snapshot_every` K with `snapshot_dir` (a folder, or a `SnapshotDir`): after each
+        frame whose next frame is a multiple of K, a `Snapshot` that continues at that next
+        frame is saved there (one direction only, not "both"; a `SnapshotDir` with
+        `max_kept` thins them out on long shots). Resume from one with `Tracker.from_snapshot`."""
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        snapshots = None
+        if snapshot_every is not None or snapshot_dir is not None:
+            if snapshot_dir is None or not isinstance(snapshot_every, int) or snapshot_every < 1:
+                raise ValueError("snapshots need both snapshot_every (a whole number >= 1) and snapshot_dir")
+            if direction == "both":
+                raise ValueError("snapshots are kept for one direction; track forward or backward to keep them")
+            folder = snapshot_dir if isinstance(snapshot_dir, SnapshotDir) else SnapshotDir(snapshot_dir)
+            snapshots = (snapshot_every, folder)
         first, last = source.first_index, source.first_index + len(source) - 1
         size = (source.height, source.width)
         if self._frame_size is not None and self._frame_size != size:
@@ -157,7 +195,7 @@ class Tracker:
 
         if self._run is not None:
             self._run.shot_length = max(self._run.shot_length, shot_length)
-            yield from self._continue(source, direction, start, end, return_logits, on_step)
+            yield from self._continue(source, direction, start, end, return_logits, on_step, snapshots)
             return
         runs = []
         if direction in ("forward", "both"):
@@ -172,7 +210,7 @@ class Tracker:
         for run in runs:
             self._run = run
             stop = end if run.sign > 0 else start
-            yield from self._run_pass(source, stop, return_logits, on_step)
+            yield from self._run_pass(source, stop, return_logits, on_step, snapshots)
         if direction == "both":
             self._run = None  # two passes over one shot: nothing to continue
 
@@ -186,7 +224,7 @@ class Tracker:
             raise PromptError(f"no prompt lies in frames {start}..{end}; prompt an object inside the range")
         return starts
 
-    def _continue(self, source, direction, start, end, return_logits, on_step):
+    def _continue(self, source, direction, start, end, return_logits, on_step, snapshots):
         run = self._run
         if direction != ("forward" if run.sign > 0 else "backward"):
             raise ValueError("a continued run keeps its direction; start a new Tracker to change it")
@@ -195,9 +233,15 @@ class Tracker:
                 f"the tracking state continues at frame {run.next_frame}, but the frames given are "
                 f"{start}..{end}; give the chunk that contains frame {run.next_frame}"
             )
-        # Objects prompted since: they start at their first prompt still ahead.
+        if self._restored is not None:
+            self._check_restored(end if run.sign > 0 else start)
+        # Objects not started yet (new ones, or given an earlier prompt since): they start
+        # at their first prompt still ahead, as a run with all the prompts would; one whose
+        # prompts were all removed does not start.
+        for obj_id in [o for o in run.starts if o not in self.prompts.by_object]:
+            del run.starts[obj_id]
         for obj_id, per_frame in self.prompts.by_object.items():
-            if obj_id in run.objects or obj_id in run.starts:
+            if obj_id in run.objects:
                 continue
             ahead = [f for f in per_frame if (f - run.next_frame) * run.sign >= 0]
             if not ahead:
@@ -206,13 +250,33 @@ class Tracker:
                     f"{run.next_frame}); prompt it on a frame still ahead, or track again from the start"
                 )
             run.starts[obj_id] = min(ahead) if run.sign > 0 else max(ahead)
-        yield from self._run_pass(source, end if run.sign > 0 else start, return_logits, on_step)
+        yield from self._run_pass(source, end if run.sign > 0 else start, return_logits, on_step, snapshots)
 
-    def _run_pass(self, source, stop, return_logits, on_step):
+    def _check_restored(self, stop):
+        snap = self._restored
+        if stop != snap.stop:
+            raise FrameError(f"the snapshot's pass ends at frame {snap.stop}, not {stop}; "
+                             "give the same range as the run it was taken from")
+        sign = self._run.sign
+        consumed = {f: d for f, d in prompt_digests(self.prompts).items() if (snap.next_frame - f) * sign > 0}
+        changed = first_change(snap.prompt_digests, consumed)
+        if changed is not None:
+            raise PromptError(
+                f"the prompts on frame {changed} differ from the run the snapshot was taken from, which "
+                f"had already tracked that frame (it continues at frame {snap.next_frame}); resume from "
+                "an earlier snapshot, or track from the start"
+            )
+
+    def _run_pass(self, source, stop, return_logits, on_step, snapshots=None):
         run = self._run
         order = list(range(run.next_frame, stop + run.sign, run.sign))
         tree_step = TreeStep(self.core, self.prompts, self.tree, self.max_lag, self._frame_size, run)
         waiting = collections.deque(order)  # frames not handed out yet, in order
+        if self._restored is not None:  # frames from the snapshot's head on are still to hand out
+            tree_step.outputs = self._restored.outputs
+            waiting = collections.deque(range(self._restored.head, stop + run.sign, run.sign))
+            self._restored = None
+        digests = None
         for t, frame in source.frames(order):
             with self._computing():
                 tree_step(t, frame)
@@ -220,8 +284,22 @@ class Tracker:
             if on_step is not None:
                 on_step(t)
             yield from self._hand_out(waiting, tree_step.outputs, return_logits, finished=False)
+            if snapshots is not None and snapshots[1].due(run.next_frame, snapshots[0]) and t != stop:
+                if digests is None:  # the prompts do not change during a pass
+                    digests = prompt_digests(self.prompts)
+                snapshots[1].save(self._snapshot(tree_step.outputs, waiting, stop, digests), snapshots[0])
         tree_step.finish()  # end of the frames: the best pathways are read back
         yield from self._hand_out(waiting, tree_step.outputs, return_logits, finished=True)
+
+    def _snapshot(self, outputs, waiting, stop, digests) -> Snapshot:
+        # Live objects, serialised at once by the caller (nothing is copied twice).
+        run = self._run
+        return Snapshot(
+            variant=self.model.variant, image_size=self.model.image_size, tree=self.tree, max_lag=self.max_lag,
+            frame_size=self._frame_size,
+            prompt_digests={f: d for f, d in digests.items() if (run.next_frame - f) * run.sign > 0},
+            run=run, outputs=outputs, head=waiting[0] if waiting else run.next_frame, stop=stop,
+        )
 
     def _hand_out(self, waiting, outputs, return_logits, finished):
         """Results of the frames at the head of `waiting` whose outputs are all in (all of

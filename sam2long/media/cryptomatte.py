@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .writers import name_of_open, open_temp
+from .files import name_of_open, open_temp
 
 LAYER = "CryptoObject"
 

@@ -337,3 +337,59 @@ class SpillBuilder(TrackBuilder):
 
     def abort(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def reuse_frames(builder: SpillBuilder, track: SpilledTrack, positions, obj_ids=None) -> None:
+    """Give `builder` the masks of `positions` from an earlier track of the same frames, of
+    `obj_ids` (None: all of its objects), as hard links to its files (a copy where links are
+    not possible)."""
+    import os
+
+    if builder.soft_bits != track.soft_bits:  # the linked soft-matte files are the track's own
+        raise ValueError(f"cannot reuse frames kept with {track.soft_bits}-bit soft mattes in a track keeping "
+                         f"{builder.soft_bits}-bit ones")
+    for obj_id in track.obj_ids if obj_ids is None else [o for o in obj_ids if o in track.obj_ids]:
+        builder._obj(obj_id)
+        for j in positions:
+            if not track.present[obj_id][j]:
+                continue
+            old = spill_path(track.folder, obj_id, j)
+            for src in old.parent.glob(old.stem + ".*"):  # every file the store keeps for the mask
+                dst = builder.folder / str(obj_id) / src.name
+                try:
+                    os.link(src, dst)
+                except OSError:
+                    shutil.copyfile(src, dst)
+            builder._present[obj_id][j] = True
+            builder._scores[obj_id][j] = track.scores[obj_id][j]
+
+
+def built_mask(builder: TrackBuilder, obj_id: int, j: int) -> np.ndarray:
+    """bool [H, W] of what `builder` holds for an object on position j (empty where not tracked)."""
+    if obj_id not in builder._present or not builder._present[obj_id][j]:
+        return np.zeros((builder.h, builder.w), bool)
+    if isinstance(builder, SpillBuilder):
+        row = np.frombuffer(zlib.decompress(spill_path(builder.folder, obj_id, j).read_bytes()), np.uint8)
+    else:
+        row = builder._packed[obj_id][j]
+    return unpack(row, builder.h, builder.w)
+
+
+def replace_frame(builder: TrackBuilder, frame_idx: int, obj_id: int, mask, score, logits=None) -> None:
+    """Overwrite one object's mask (and, for a builder keeping soft mattes, its soft matte
+    from `logits` [H, W]) on one frame; a file linked from another track is unlinked first,
+    so that track keeps its own mask."""
+    if isinstance(builder, SpillBuilder):
+        old = spill_path(builder.folder, obj_id, int(frame_idx) - builder.first)
+        for f in old.parent.glob(old.stem + ".*"):
+            f.unlink()
+    builder.add(frame_idx, [obj_id], mask[None], [score], None if logits is None else logits[None])
+
+
+def linked_copy(track: SpilledTrack, parent) -> SpilledTrack:
+    """Another SpilledTrack of the same masks, in a new folder under `parent` (hard links, a
+    copy where links are not possible), with a life of its own: each removes only its folder."""
+    builder = SpillBuilder(parent, track.num_frames, track.height, track.width, track.first_index,
+                           track.first_number, track.padding, track.soft_bits)
+    reuse_frames(builder, track, range(track.num_frames))
+    return builder.build()

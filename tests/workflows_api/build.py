@@ -38,7 +38,8 @@ NODE_TYPES = {
                           ("fps", "FLOAT"), ("frame", "IMAGE")]),
     "SAM2LongTrack": ([("model", "SAM2LONG_MODEL"), ("images", "IMAGE"), ("shot", "SAM2LONG_SHOT"),
                        ("video", "VIDEO"), ("prompts", "SAM2LONG_PROMPTS"), ("state", "SAM2LONG_STATE")],
-                      ["pathways", "iou_threshold", "uncertainty", "direction", "start_frame", "end_frame"],
+                      ["pathways", "iou_threshold", "uncertainty", "direction", "start_frame", "end_frame",
+                       "push_back"],
                       [("track", "SAM2LONG_TRACK"), ("masks", "MASK"), ("state", "SAM2LONG_STATE")]),
     "SAM2LongTrackToMask": ([("track", "SAM2LONG_TRACK")], ["object_ids", "mode", "first_frame", "frame_count",
                                                         "soft"],
@@ -57,7 +58,7 @@ OPTIONAL_SOCKETS = {("SAM2LongPromptEditor", "prompts"), ("SAM2LongPromptEditor"
                     ("SAM2LongPreview", "images"), ("SAM2LongPreview", "shot")}
 CKPT = "sam2.1_hiera_large.pt"
 TRACK = {"pathways": 3, "iou_threshold": 0.3, "uncertainty": 2.0, "direction": "forward",
-         "start_frame": 0, "end_frame": -1}
+         "start_frame": 0, "end_frame": -1, "push_back": 0}
 PREVIEW = {"opacity": 0.5, "object_ids": "", "show_ids": True, "preview_frames": 16}
 TO_MASK = {"first_frame": 0, "frame_count": 0, "soft": False}
 
@@ -67,7 +68,7 @@ TO_MASK = {"first_frame": 0, "frame_count": 0, "soft": False}
 WIDTH, NOTE_SIZE, GAP, TITLE = 320, (660, 200), 40, 30
 HEIGHT = {"LoadVideo": 254, "SAM2LongLoadShot": 450, "GetVideoComponents": 66, "ImageFromBatch": 82,
           "GrowMask": 82, "FeatherMask": 130, "MaskToImage": 26, "SaveImage": 260, "PreviewImage": 260,
-          "SAM2LongModelLoader": 106, "SAM2LongPrompt": 194, "SAM2LongTrack": 278, "SAM2LongTrackToMask": 194,
+          "SAM2LongModelLoader": 106, "SAM2LongPrompt": 194, "SAM2LongTrack": 302, "SAM2LongTrackToMask": 194,
           "SAM2LongPreview": 260, "SAM2LongSaveMattes": 226, "SAM2LongPromptEditor": 520}
 
 

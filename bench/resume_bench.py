@@ -1,5 +1,5 @@
 """Resume bench (issue 20): a long synthetic shot tracked through the Track node's code
-(`nodes.track.run_track`, against the test suite's fake ComfyUI modules), then re-queued
+(`nodes.track.track_into_store`, against the test suite's fake ComfyUI modules), then re-queued
 with one more correction late in the shot.
 
     PYTHONPATH=. python bench/run.py --sections resume       # ~5 min on one CPU core
@@ -123,7 +123,7 @@ def section(args) -> list:
             samples.append(_rss())
 
         t0 = time.perf_counter()
-        track, _, _ = track_node.run_track(model, None, prompts, on_step=on_step, shot=shot, spill_dir=str(spill))
+        track, _, _ = track_node.track_into_store(model, None, prompts, on_step=on_step, shot=shot, spill_dir=str(spill))
         return track, time.perf_counter() - t0, len(steps), max(samples), samples[0]
 
     track1, t_first, n_first, rss_first, rss_start = timed(first)
@@ -162,7 +162,7 @@ def render(results: list, fmt_bytes) -> list:
         L += [
             f"A {r['frames']}-frame synthetic shot ({r['frame_size']} H.264, a square moving over noise), "
             f"random-weight `{r['variant']}` at {r['image_size']} px, P={r['pathways']}, one object, CPU; "
-            f"through `nodes.track.run_track` (the Track node's code, fake ComfyUI). Then re-queued with one "
+            f"through `nodes.track.track_into_store` (the Track node's code, fake ComfyUI). Then re-queued with one "
             f"more click on frame {r['correction_at']}. Snapshots every {r['snapshot_every']} frames, at most "
             f"{r['snapshots_kept']} kept per run (the spacing doubles beyond).", "",
             "| | first run | re-queue with a correction |", "|---|---|---|",

@@ -116,7 +116,7 @@ def _frame_span(start_frame, end_frame, n: int) -> tuple[int, int]:
     return start, n - 1 if end < 0 else min(end, n - 1)
 
 
-def run_track(model_handle, images: torch.Tensor | None, prompts: PromptChain | None = None,
+def track_into_store(model_handle, images: torch.Tensor | None, prompts: PromptChain | None = None,
               state: ShotState | None = None, pathways: int = TreeConfig.pathways,
               iou_threshold: float = TreeConfig.iou_threshold, uncertainty: float = TreeConfig.uncertainty,
               direction: str = "forward", start_frame: int = 0, end_frame: int = -1,
@@ -389,7 +389,7 @@ class SAM2LongTrack(io.ComfyNode):
             at = done[0] if base is None else max(done[0], frame_idx - base + 1)
             pbar.update_absolute(min(at, total), total)
 
-        result, new_state, shown = run_track(model, images, prompts, state, pathways, iou_threshold, uncertainty,
+        result, new_state, shown = track_into_store(model, images, prompts, state, pathways, iou_threshold, uncertainty,
                                              direction, start_frame, end_frame, on_step=on_step, shot=shot,
                                              spill_dir=spill_folder() if shot is not None else None,
                                              push_back=push_back)

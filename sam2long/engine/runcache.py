@@ -25,7 +25,7 @@ class StoredRun:
     snapshots: SnapshotDir  # in `folder`
     digests: dict  # frame -> prompt digest (engine frames)
     track: object = None  # a SpilledTrack of the run's masks, in `folder`
-    first_tracked: int | None = None  # first position with output, as run_track reports it
+    first_tracked: int | None = None  # first position with output, as track_into_store reports it
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):

@@ -4,6 +4,7 @@ Models are built from the `sam2` configs with seeded random weights at a small
 input size, so the whole suite runs on a CPU in minutes.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from sam2long.models.model import LoadedModel, build_net  # noqa: E402
 torch.set_num_threads(1)
 
 SMALL = 128  # model input size for tests
-MEDIA = ROOT.parent / "shared" / "media"
+# The real clips (bedroom.mp4, cups.mp4) beside the checkout, as the team's machines have them;
+# SAM2LONG_MEDIA names another folder.
+MEDIA = Path(os.environ.get("SAM2LONG_MEDIA") or ROOT.parent / "shared" / "media")
 
 
 def small_net(variant="sam2.1_hiera_tiny", seed=0, image_size=SMALL, target=None):
